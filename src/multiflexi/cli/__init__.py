@@ -1,0 +1,1 @@
+"""The command line: parse input, call services, render output. No SQL, no rules."""

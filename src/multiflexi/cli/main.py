@@ -1,0 +1,180 @@
+"""The ``multiflexi-cli`` entry point: global options, command lookup, and error mapping.
+
+Commands are spelled ``noun:verb`` (``job:list``). The legacy spelling ``noun verb`` (``job
+list``) and the old noun names (``runtemplate``, ``companyapp``) are accepted too.
+Errors are mapped to exit codes here and nowhere else: 1 for errors, 2 for misuse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from typing import Any
+
+import click
+
+from multiflexi import __version__
+from multiflexi.cli.base import REGISTRY, CliContext
+from multiflexi.errors import MultiFlexiError
+
+#: Old noun spellings -> current ones, for ``runtemplate list`` and ``runtemplate:list``.
+NOUN_ALIASES = {
+    "runtemplate": "run-template",
+    "companyapp": "company-app",
+    "app": "application",
+    "apps": "application",
+    "jobs": "job",
+    "artifacts": "artifact",
+    "companies": "company",
+}
+
+
+def _load_commands() -> None:
+    from multiflexi.cli import commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+class RootGroup(click.Group):
+    """Finds commands by name, alias, legacy noun or ``noun verb`` spelling."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}
+
+    def add_registered(self) -> None:
+        for name, (cmd, aliases) in sorted(REGISTRY.items()):
+            self.add_command(cmd, name)
+            for alias in aliases:
+                self.aliases[alias] = name
+
+    def _lookup(self, name: str) -> str | None:
+        if name in self.commands:
+            return name
+        if name in self.aliases:
+            return self.aliases[name]
+        noun, sep, verb = name.partition(":")
+        if sep and noun in NOUN_ALIASES:
+            return self._lookup(f"{NOUN_ALIASES[noun]}:{verb}")
+        return None
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = self._lookup(cmd_name)
+        return self.commands.get(found) if found else None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        found = self._lookup(name)
+        if found is None and ":" not in name and len(args) > 1:
+            legacy = self._lookup(f"{name}:{args[1]}")
+            if legacy is not None:
+                return legacy, self.commands[legacy], args[2:]
+        if found is None:
+            raise click.UsageError(f"unknown command {name!r}; see `multiflexi-cli --help`")
+        return found, self.commands[found], args[1:]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in sorted(self.commands):
+            cmd = self.commands[name]
+            if not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=70)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-e",
+    "--environment",
+    "env_file",
+    metavar="PATH",
+    default=None,
+    help="Environment file with DB_* and other settings.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    help="Output format for every command.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(__version__, "-V", "--version", prog_name="multiflexi-cli")
+@click.pass_context
+def cli(ctx: click.Context, env_file: str | None, fmt: str, debug: bool) -> None:
+    """MultiFlexi: run command-line applications for many companies, and keep a record
+    of every run."""
+    obj = ctx.ensure_object(CliContext)
+    obj.env_file = env_file
+    obj.fmt = fmt.lower()
+    obj.debug = debug
+    ctx.call_on_close(obj.close)
+
+
+_load_commands()
+cli.add_registered()  # type: ignore[attr-defined]
+
+
+def _error_line(message: str) -> str:
+    return " ".join(message.split()) if "\n" in message else message
+
+
+def main(argv: list[str] | None = None, prog_name: str = "multiflexi-cli") -> int:
+    """Run the CLI and return the exit code; never raises for user errors."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    obj = CliContext(debug=debug)
+    fmt_json = _wants_json(args)
+    try:
+        result = cli.main(args=args, prog_name=prog_name, standalone_mode=False, obj=obj)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        click.echo(f"error: {_error_line(exc.format_message())}", err=True)
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except MultiFlexiError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if fmt_json or obj.fmt == "json":
+            from multiflexi.cli.output import to_json
+
+            click.echo(to_json({"status": "error", "message": exc.message}))
+        click.echo(f"error: {_error_line(exc.message)}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if debug:
+            raise
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        return 1
+
+
+def _wants_json(args: list[str]) -> bool:
+    for i, arg in enumerate(args):
+        if arg in ("--format=json", "-fjson", "-f=json"):
+            return True
+        if arg in ("-f", "--format") and i + 1 < len(args) and args[i + 1].lower() == "json":
+            return True
+    return False
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

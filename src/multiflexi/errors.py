@@ -1,0 +1,88 @@
+"""The one exception tree of MultiFlexi.
+
+Every error a user can meet derives from :class:`MultiFlexiError`; the CLI maps them to exit
+codes in one place (``cli/main.py``), and the first line of each docstring is the default
+message.
+
+    MultiFlexiError                 exit 1
+    ├── ConfigError                 bad or missing configuration
+    ├── DatabaseError               a database cannot be reached or used
+    │   └── SchemaBehind            the database schema is older than the code
+    ├── NotFound                    an id, uuid, slug or name that does not exist
+    ├── Invalid                     a value of the wrong shape or type
+    │   └── AppDefinitionError      an application JSON that cannot be imported
+    ├── Conflict                    duplicates, or a state that forbids the change
+    ├── Refused                     the user declined a confirmation
+    ├── SecretError                 secrets cannot be encrypted or decrypted
+    └── ExecutionError              a job could not be prepared or run
+    UsageError                      exit 2: misuse of a command (missing option, ...)
+"""
+
+from __future__ import annotations
+
+
+class MultiFlexiError(Exception):
+    """MultiFlexi failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        super().__init__(message or (doc[0] if doc else type(self).__name__))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(MultiFlexiError):
+    """The configuration is invalid."""
+
+
+class DatabaseError(MultiFlexiError):
+    """The database cannot be used."""
+
+    #: True for errors worth retrying (locks, deadlocks, dropped connections).
+    transient = False
+
+
+class SchemaBehind(DatabaseError):
+    """The database schema is older than this version: run `multiflexi-cli db:migrate`."""
+
+
+class NotFound(MultiFlexiError):
+    """Not found."""
+
+
+class Invalid(MultiFlexiError):
+    """Invalid value."""
+
+
+class AppDefinitionError(Invalid):
+    """The application definition is invalid."""
+
+    def __init__(self, message: str | None = None, violations: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+
+class Conflict(MultiFlexiError):
+    """The change conflicts with existing data."""
+
+
+class Refused(MultiFlexiError):
+    """Aborted."""
+
+
+class SecretError(MultiFlexiError):
+    """Secrets cannot be decrypted with the configured master key."""
+
+
+class ExecutionError(MultiFlexiError):
+    """The job could not be run."""
+
+
+class UsageError(MultiFlexiError):
+    """Wrong usage."""
+
+    exit_code = 2

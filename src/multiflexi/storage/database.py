@@ -1,0 +1,219 @@
+"""The engine and sessions, per backend, with the few dialect-specific settings.
+
+SQLite runs in WAL mode with a busy timeout; write transactions start with
+``BEGIN IMMEDIATE`` so that two writers queue up instead of failing on upgrade. Transient
+errors (SQLite busy, MariaDB deadlock, a dropped server connection) are retried by
+:meth:`Database.run` with backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from multiflexi.errors import DatabaseError, SchemaBehind
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+
+T = TypeVar("T")
+
+TRANSIENT_MARKERS = (
+    "database is locked",
+    "database table is locked",
+    "deadlock",
+    "lock wait timeout",
+    "server has gone away",
+    "lost connection",
+    "connection refused",
+    "terminating connection",
+    "server closed the connection",
+    "connection is closed",
+    "could not receive data",
+    "consuming input failed",
+    "the database system is",
+    "connection reset",
+    "broken pipe",
+    "ssl connection has been closed",
+    "can't connect",
+    "connection timed out",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying (locks, deadlocks, dropped connections)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text_ = str(exc).lower()
+    return any(marker in text_ for marker in TRANSIENT_MARKERS)
+
+
+def _secure_sqlite_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)
+
+
+def describe_connect_error(settings: Settings, exc: BaseException) -> str:
+    where = settings.describe_database()
+    msg = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+    low = msg.lower()
+    if "password" in low or "access denied" in low or "authentication" in low:
+        user = settings.db_username or ("root" if settings.db_connection == "mysql" else "")
+        return f"database login refused for user {user!r} at {where}"
+    if "does not exist" in low or "unknown database" in low:
+        return f"database does not exist: {where}"
+    return f"cannot connect to {where}: {msg}"
+
+
+class Database:
+    """One configured database: engine, session factories and schema checks."""
+
+    def __init__(self, settings: Settings, *, check_schema: bool = True) -> None:
+        self.settings = settings
+        self.dialect = settings.db_connection
+        url = settings.database_url()
+        kwargs: dict[str, Any] = {"future": True}
+        if self.dialect == "sqlite":
+            _secure_sqlite_file(settings.sqlite_path)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
+            if self.dialect == "pgsql":
+                kwargs["connect_args"] = {"connect_timeout": 5}
+            else:
+                kwargs["connect_args"] = {"connect_timeout": 5}
+                kwargs["isolation_level"] = "READ COMMITTED"
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            self._install_sqlite_hooks(self.engine)
+        self._writer = sessionmaker(
+            bind=self.engine.execution_options(sqlite_begin="IMMEDIATE"),
+            expire_on_commit=False,
+        )
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        if check_schema:
+            self.ensure_schema()
+
+    @staticmethod
+    def _install_sqlite_hooks(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event decide how a transaction starts.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    # -- sessions ---------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction, committed at the end of the block, rolled back on error."""
+        with self._wrap_errors(), self._writer() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (on SQLite it takes no write lock)."""
+        with self._wrap_errors(), self._reader() as session:
+            yield session
+
+    def run(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a write transaction, retrying transient errors with backoff."""
+        from tenacity import (
+            retry,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        @retry(
+            retry=retry_if_exception(lambda e: isinstance(e, DatabaseError) and e.transient),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            reraise=True,
+        )
+        def attempt() -> T:
+            with self.session() as session:
+                return fn(session)
+
+        return attempt()
+
+    @contextmanager
+    def _wrap_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            err = DatabaseError(describe_connect_error(self.settings, exc))
+            err.transient = is_transient(exc)  # type: ignore[attr-defined]
+            raise err from exc
+        except DBAPIError as exc:
+            if is_transient(exc):
+                err = DatabaseError(f"database error: {str(exc.orig).splitlines()[0]}")
+                err.transient = True  # type: ignore[attr-defined]
+                raise err from exc
+            raise
+
+    # -- schema -----------------------------------------------------------------------
+
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                if not self.engine.dialect.has_table(conn, "alembic_version"):
+                    return None
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+                return row[0] if row else None
+        except OperationalError as exc:
+            raise DatabaseError(describe_connect_error(self.settings, exc)) from None
+
+    def ensure_schema(self) -> None:
+        """SQLite migrates itself; a server database that is behind is an error."""
+        from multiflexi.storage.migrations import HEAD
+
+        current = self.current_revision()
+        if current == HEAD:
+            return
+        if self.dialect == "sqlite":
+            self.migrate()
+            return
+        if current is None:
+            raise SchemaBehind(
+                f"database {self.settings.describe_database()} has no MultiFlexi schema: "
+                "run `multiflexi-cli db:migrate`"
+            )
+        raise SchemaBehind(
+            f"database schema is at {current}, this version needs {HEAD}: "
+            "run `multiflexi-cli db:migrate`"
+        )
+
+    def migrate(self) -> tuple[str | None, str]:
+        """Upgrade to the newest schema; returns (before, after)."""
+        from multiflexi.storage.migrations import upgrade
+
+        before = self.current_revision()
+        upgrade(self.engine)
+        return before, self.current_revision() or ""
+
+    def dispose(self) -> None:
+        self.engine.dispose()

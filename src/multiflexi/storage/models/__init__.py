@@ -1,0 +1,61 @@
+"""All tables. Import from here: ``from multiflexi.storage.models import Job``."""
+
+from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
+from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
+from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.companies import Company, CompanyApp, CompanyEnv
+from multiflexi.storage.models.credentials import (
+    Credential,
+    CredentialType,
+    CreData,
+    CrTypeField,
+    RunTplCred,
+)
+from multiflexi.storage.models.jobs import (
+    FINAL_STATUSES,
+    Job,
+    JobAction,
+    JobStatus,
+    Lock,
+    ScheduledTick,
+    ScheduleEntry,
+    Worker,
+)
+from multiflexi.storage.models.runtemplates import (
+    ActionConfig,
+    Configuration,
+    ModConfig,
+    RunTemplate,
+)
+from multiflexi.storage.models.users import User
+
+__all__ = [
+    "FINAL_STATUSES",
+    "ActionConfig",
+    "App",
+    "AppArtifact",
+    "AppExitCode",
+    "Artifact",
+    "ArtifactChunk",
+    "Base",
+    "Company",
+    "CompanyApp",
+    "CompanyEnv",
+    "ConfField",
+    "Configuration",
+    "CreData",
+    "CrTypeField",
+    "Credential",
+    "CredentialType",
+    "Job",
+    "JobAction",
+    "JobStatus",
+    "Lock",
+    "ModConfig",
+    "RunTemplate",
+    "RunTplCred",
+    "ScheduleEntry",
+    "ScheduledTick",
+    "User",
+    "Worker",
+]

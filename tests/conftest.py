@@ -1,0 +1,219 @@
+"""Shared fixtures: databases on every backend, and the CLI run in-process.
+
+Server backends use one fresh database per test session (``mf_t<pid>``), migrated once,
+emptied between tests. Without a server they skip, except under ``CI=true``, where a
+missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiflexi.config import Settings, settings_from_values
+from multiflexi.storage.database import Database
+
+BACKENDS = ("sqlite", "pgsql", "mysql")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+SERVER_ADMIN = {
+    "pgsql": {"DB_CONNECTION": "pgsql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "postgres"},
+    "mysql": {"DB_CONNECTION": "mysql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "root"},
+}
+
+
+def _server_values(backend: str) -> dict[str, str]:
+    vals = dict(SERVER_ADMIN[backend])
+    prefix = "MF_TEST_PG_" if backend == "pgsql" else "MF_TEST_MY_"
+    for key in ("HOST", "PORT", "USERNAME", "PASSWORD"):
+        if os.environ.get(prefix + key):
+            vals["DB_" + key] = os.environ[prefix + key]
+    return vals
+
+
+def _admin_execute(backend: str, statements: list[str]) -> None:
+    from sqlalchemy import create_engine, text
+
+    settings = settings_from_values({**_server_values(backend), "DB_DATABASE": "postgres" if backend == "pgsql" else "mysql"})
+    engine = create_engine(settings.database_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for stmt in statements:
+                conn.execute(text(stmt))
+    finally:
+        engine.dispose()
+
+
+class ServerDatabases:
+    """Creates one database per backend for this test session, on demand."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, Settings] = {}
+        self.failed: dict[str, str] = {}
+        self.name = f"mf_t{os.getpid()}"
+
+    def settings(self, backend: str, data_dir: Path) -> Settings:
+        if backend in self.failed:
+            self._unavailable(backend, self.failed[backend])
+        if backend not in self.created:
+            try:
+                _admin_execute(backend, [f"DROP DATABASE IF EXISTS {self.name}", f"CREATE DATABASE {self.name}"])
+                settings = settings_from_values({**_server_values(backend), "DB_DATABASE": self.name, "MULTIFLEXI_DATA_DIR": str(data_dir)})
+                db = Database(settings, check_schema=False)
+                db.migrate()
+                db.dispose()
+            except Exception as exc:  # pragma: no cover - depends on the machine
+                self.failed[backend] = f"{type(exc).__name__}: {exc}"
+                self._unavailable(backend, self.failed[backend])
+            self.created[backend] = settings
+        base = self.created[backend]
+        return settings_from_values({**base.raw, "MULTIFLEXI_DATA_DIR": str(data_dir)})
+
+    @staticmethod
+    def _unavailable(backend: str, why: str) -> None:
+        message = f"{backend} server not available: {why.splitlines()[0]}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def drop_all(self) -> None:
+        for backend in self.created:
+            try:
+                _admin_execute(backend, [f"DROP DATABASE IF EXISTS {self.name}"])
+            except Exception:
+                pass
+
+
+@pytest.fixture(scope="session")
+def server_databases() -> Iterator[ServerDatabases]:
+    servers = ServerDatabases()
+    yield servers
+    servers.drop_all()
+
+
+def empty_tables(db: Database) -> None:
+    from sqlalchemy import text
+
+    from multiflexi.storage.models import Base
+
+    with db.engine.begin() as conn:
+        if db.dialect == "mysql":
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in Base.metadata.sorted_tables:
+                conn.execute(text(f"TRUNCATE TABLE `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        elif db.dialect == "pgsql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+def make_settings(backend: str, tmp_path: Path, servers: ServerDatabases, **extra: str) -> Settings:
+    data_dir = tmp_path / "data"
+    if backend == "sqlite":
+        return settings_from_values({"MULTIFLEXI_DATA_DIR": str(data_dir), **extra})
+    base = servers.settings(backend, data_dir)
+    return settings_from_values({**base.raw, **extra})
+
+
+def open_database(backend: str, tmp_path: Path, servers: ServerDatabases) -> Database:
+    db = Database(make_settings(backend, tmp_path, servers))
+    if backend != "sqlite":
+        empty_tables(db)
+    return db
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    db = open_database("sqlite", tmp_path, server_databases)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def any_db(request: pytest.FixtureRequest, tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    """The same test on SQLite, PostgreSQL and MariaDB."""
+    db = open_database(request.param, tmp_path, server_databases)
+    yield db
+    db.dispose()
+
+
+def db_environment(db: Database) -> dict[str, str]:
+    """Process environment that points a CLI or daemon at ``db``."""
+    s = db.settings
+    env = {"MULTIFLEXI_DATA_DIR": str(s.data_dir), "DB_CONNECTION": s.db_connection}
+    if s.db_connection == "sqlite":
+        env["DB_DATABASE"] = str(s.sqlite_path)
+    else:
+        env.update(
+            DB_HOST=s.db_host,
+            DB_PORT=str(s.db_port or ""),
+            DB_DATABASE=s.db_database,
+            DB_USERNAME=s.db_username,
+            DB_PASSWORD=s.db_password,
+        )
+    if s.master_key:
+        env["ENCRYPTION_MASTER_KEY"] = s.master_key
+    return env
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.stdout)
+
+
+class Cli:
+    """Runs ``multiflexi-cli`` in-process, exactly as the console script does."""
+
+    def __init__(self, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.env = dict(env)
+        self.monkeypatch = monkeypatch
+
+    def __call__(self, *args: str | int, input: str | None = None) -> Result:
+        from click.testing import CliRunner
+
+        from multiflexi.cli.main import main
+
+        argv = [str(a) for a in args]
+        if len(argv) == 1 and " " in argv[0]:
+            argv = shlex.split(argv[0])
+        runner = CliRunner()
+        for key in [k for k in os.environ if k.startswith("DB_") or k.startswith("MULTIFLEXI_") or k.startswith("ENCRYPTION_")]:
+            self.monkeypatch.delenv(key, raising=False)
+        for key, value in self.env.items():
+            self.monkeypatch.setenv(key, value)
+        with runner.isolation(input=input) as (out, err, *_):
+            code = main(argv)
+            stdout = out.getvalue().decode("utf-8", "replace")
+            stderr = err.getvalue().decode("utf-8", "replace")
+        return Result(code, stdout, stderr)
+
+    def ok(self, *args: str | int, input: str | None = None) -> Result:
+        res = self(*args, input=input)
+        assert res.exit_code == 0, f"{args} -> {res.exit_code}\n{res.stdout}\n{res.stderr}"
+        return res
+
+    def json(self, *args: str | int) -> Any:
+        return self.ok(*args, "-f", "json").json()
+
+
+@pytest.fixture
+def cli(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The CLI against a fresh SQLite database."""
+    return Cli(db_environment(sqlite_db), monkeypatch)
+
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"

@@ -1,0 +1,24 @@
+"""The Alembic head matches the models on every backend, and HEAD names the newest script."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from multiflexi.storage.database import Database
+from multiflexi.storage.migrations import HEAD, alembic_config
+from multiflexi.storage.models import Base
+
+
+def test_head_constant_names_the_newest_migration() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_current_head() == HEAD
+
+
+def test_migrated_schema_equals_the_models(any_db: Database) -> None:
+    with any_db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+    assert any_db.current_revision() == HEAD
