@@ -1,0 +1,1 @@
+"""Pure environment assembly: layers with provenance, macros, and the command line."""
