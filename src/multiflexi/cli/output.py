@@ -61,14 +61,38 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
+def localize(data: Any, tz: str) -> Any:
+    """Datetimes converted to the configured timezone, for reading by people."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+
+    def conv(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(zone) if value.tzinfo else value
+        if isinstance(value, Mapping):
+            return {k: conv(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [conv(v) for v in value]
+        return value
+
+    return conv(data)
+
+
 def emit(
     data: Any,
     fmt: str,
     *,
     text: str | None = None,
     columns: Sequence[str] | None = None,
+    tz: str | None = None,
 ) -> None:
-    """Print ``data`` as JSON, or as ``text`` / a record / a table in text mode."""
+    """Print ``data`` as JSON, or as ``text`` / a record / a table in text mode.
+
+    JSON keeps times in UTC (ISO 8601); text shows them in ``tz`` when given.
+    """
+    if fmt != "json" and tz:
+        data = localize(data, tz)
     if fmt == "json":
         out = to_json(data)
     elif text is not None:

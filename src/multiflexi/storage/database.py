@@ -142,23 +142,22 @@ class Database:
     def run(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying transient errors with backoff."""
         from tenacity import (
-            retry,
+            Retrying,
             retry_if_exception,
             stop_after_attempt,
             wait_exponential_jitter,
         )
 
-        @retry(
+        retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, DatabaseError) and e.transient),
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             reraise=True,
         )
-        def attempt() -> T:
-            with self.session() as session:
+        for attempt in retrying:
+            with attempt, self.session() as session:
                 return fn(session)
-
-        return attempt()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def _wrap_errors(self) -> Iterator[None]:

@@ -1,0 +1,253 @@
+"""job:* commands and run-template:schedule."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from multiflexi.cli.base import (
+    cli_context,
+    command,
+    confirm,
+    id_argument,
+    parse_assignments,
+    parse_int,
+    resolve_id,
+)
+from multiflexi.cli.output import emit
+
+
+@command("job:list", "job:ls")
+@click.option("--status", help="Only jobs in these states (comma-separated).")
+@click.option("--company", help="Company id or slug.")
+@click.option("--runtemplate", "--template", "--runtemplate_id", "runtemplate", help="Run template id.")
+@click.option("--app", help="Application id or name.")
+@click.option("--since", help="Created since: 30d, 2h, or a date.")
+@click.option("--limit", default="50", show_default=True)
+@click.option("--offset", default="0", show_default=True)
+def job_list(
+    status: str | None,
+    company: str | None,
+    runtemplate: str | None,
+    app: str | None,
+    since: str | None,
+    limit: str,
+    offset: str,
+) -> None:
+    """List jobs, newest first."""
+    from multiflexi.jobs.service import list_jobs
+    from multiflexi.scheduling.when import parse_since
+
+    ctx = cli_context()
+    with ctx.db.read() as s:
+        rows = list_jobs(
+            s,
+            status=status,
+            company=company,
+            runtemplate_id=parse_int(runtemplate, "--runtemplate") if runtemplate else None,
+            app=app,
+            since=parse_since(since, ctx.settings.timezone) if since else None,
+            limit=parse_int(limit, "--limit"),
+            offset=parse_int(offset, "--offset"),
+        )
+    if ctx.fmt != "json" and not rows:
+        emit(rows, ctx.fmt, text="No jobs found.")
+        return
+    emit(rows, ctx.fmt, tz=ctx.settings.timezone)
+
+
+def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
+    from multiflexi.cli.output import render_record, render_table
+
+    head = {k: v for k, v in record.items() if k not in ("artifacts", "actions")}
+    code = head.pop("exitcode")
+    meaning = head.pop("exit_meaning")
+    head["exitcode"] = f"{code} ({meaning})" if code is not None and meaning else code
+    parts = [render_record(head)]
+    arts = record["artifacts"]
+    parts.append("\nArtifacts:\n" + (render_table(arts) if arts else "none"))  # type: ignore[arg-type]
+    if record["actions"]:
+        parts.append("\nActions:\n" + render_table(record["actions"]))  # type: ignore[arg-type]
+    for stream, text in tails.items():
+        if text:
+            parts.append(f"\nLast lines of {stream}:\n{text.rstrip()}")
+    return "\n".join(parts)
+
+
+@command("job:show", "job:get")
+@id_argument()
+@click.option("--env", "show_env", is_flag=True, help="Print the environment with sources.")
+@click.option("--reveal", is_flag=True, help="Show secret values in clear (asks first).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before revealing secrets.")
+@click.option("--lines", default="10", show_default=True, help="How many last output lines.")
+def job_show(
+    pos_id: str | None, opt_id: str | None, show_env: bool, reveal: bool, yes: bool, lines: str
+) -> None:
+    """Show a job: status, timings, exit code and meaning, metrics, command, artifacts."""
+    from multiflexi.jobs.service import env_rows, get_job, job_record
+    from multiflexi.secrets import Vault
+    from multiflexi.storage import blobs
+
+    ctx = cli_context()
+    job_id = resolve_id(pos_id, opt_id, "job id")
+    count = parse_int(lines, "--lines")
+    with ctx.db.read() as s:
+        job = get_job(s, job_id)
+        record = job_record(s, job)
+        if show_env:
+            if reveal:
+                confirm(f"Reveal the secret values of job {job_id}?", yes)
+            record["env"] = env_rows(job, Vault.from_settings(ctx.settings) if reveal else None)
+    tails: dict[str, str] = {}
+    for art in record["artifacts"]:  # type: ignore[attr-defined]
+        if art["filename"] in ("stdout.txt", "stderr.txt") and count > 0:
+            data = blobs.read_tail(ctx.db, art["id"]).decode("utf-8", "replace")
+            tails[art["filename"][:-4]] = "\n".join(data.splitlines()[-count:])
+    if ctx.fmt == "json":
+        record["output_tail"] = tails
+        emit(record, ctx.fmt)
+        return
+    from multiflexi.cli.output import localize, render_table
+
+    text = _show_text(localize(record, ctx.settings.timezone), tails)
+    if show_env:
+        text += "\n\nEnvironment:\n" + render_table(record["env"])  # type: ignore[arg-type]
+    emit(record, ctx.fmt, text=text)
+
+
+@command("job:create")
+@click.option("--template", "--runtemplate", "--runtemplate_id", "template", required=True, help="Run template id.")
+@click.option("--company", "--company_id", "company", help="Company id (must own the template).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="One-off variable (repeatable).")
+@click.option("--at", "--scheduled", "at", help="Not before: now, +10m, or a time.")
+@click.option("--executor", help="Executor to use instead of the template's.")
+def job_create(
+    template: str, company: str | None, env: tuple[str, ...], at: str | None, executor: str | None
+) -> None:
+    """Create a job of a run template and queue it (status scheduled)."""
+    from multiflexi.jobs.service import create_job
+    from multiflexi.scheduling.when import parse_when
+
+    ctx = cli_context()
+    company_id = None
+    if company is not None:
+        company_id = _company_id(company)
+    when = parse_when(at, ctx.settings.timezone) if at else None
+    job = create_job(
+        ctx.db,
+        ctx.settings,
+        runtemplate_id=parse_int(template, "--template"),
+        company_id=company_id,
+        overrides=parse_assignments(env, "--env K=V"),
+        at=when,
+        executor=executor,
+    )
+    data = {"job_id": job.id, "status": job.status, "not_before": job.schedule, "runtemplate_id": job.runtemplate_id}
+    emit(data, ctx.fmt, text=f"Job {job.id} created ({job.status}).")
+
+
+def _company_id(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    from multiflexi.companies.service import get_company
+
+    ctx = cli_context()
+    with ctx.db.read() as s:
+        return get_company(s, slug=value).id
+
+
+@command("run-template:schedule", "runtemplate:schedule")
+@click.option("--id", "rt_id", required=True, help="Run template id.")
+@click.option("--schedule_time", "--schedule-time", "when", default="now", help="now or a time.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="One-off variable (repeatable).")
+@click.option("--config", "config", multiple=True, metavar="K=V", help="Same as --env.")
+@click.option("--executor", help="Executor to use instead of the template's.")
+def runtemplate_schedule(
+    rt_id: str, when: str, env: tuple[str, ...], config: tuple[str, ...], executor: str | None
+) -> None:
+    """Create a job of a run template and queue it."""
+    from multiflexi.jobs.service import create_job
+    from multiflexi.scheduling.when import parse_when
+
+    ctx = cli_context()
+    at = parse_when(when, ctx.settings.timezone)
+    job = create_job(
+        ctx.db,
+        ctx.settings,
+        runtemplate_id=parse_int(rt_id, "--id"),
+        overrides={**parse_assignments(config, "--config K=V"), **parse_assignments(env, "--env K=V")},
+        at=at,
+        executor=executor,
+    )
+    data = {"runtemplate_id": job.runtemplate_id, "scheduled": at, "executor": job.executor, "job_id": job.id}
+    emit(data, ctx.fmt, text=f"RunTemplate {job.runtemplate_id} scheduled for execution at {at.isoformat()}\nExecutor: {job.executor}\nJob ID: {job.id}")
+
+
+def _tee(stream: str, data: bytes) -> None:
+    out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    out.write(data)
+    out.flush()
+
+
+@command("job:run", "job:execute")
+@id_argument()
+@click.option("--detach", is_flag=True, help="Only queue it for the executor daemon, now.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not stream the job's output.")
+def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -> int:
+    """Run a scheduled job now in the foreground; exit with the job's exit code."""
+    from multiflexi.jobs.runner import JobRunner
+    from multiflexi.jobs.service import get_job, job_record
+    from multiflexi.queue import claim_job, new_worker_id, release_now
+
+    ctx = cli_context()
+    job_id = resolve_id(pos_id, opt_id, "job id")
+    if detach:
+        release_now(ctx.db, job_id)
+        emit({"job_id": job_id, "queued": True}, ctx.fmt, text=f"Job {job_id} queued to run now.")
+        return 0
+    claim = claim_job(ctx.db, job_id, new_worker_id("cli"), ctx.settings.lease_seconds)
+    tee = None if quiet or ctx.fmt == "json" else _tee
+    status = JobRunner(ctx.db, ctx.settings, tee=tee).perform_job(claim)
+    with ctx.db.read() as s:
+        job = get_job(s, job_id)
+        record = job_record(s, job)
+    if ctx.fmt == "json":
+        emit(record, ctx.fmt)
+    else:
+        line = f"Job {job_id} {status}"
+        if job.exitcode is not None:
+            line += f", exit code {job.exitcode}"
+        if job.reason:
+            line += f": {job.reason}"
+        click.echo(line, err=True)
+    if job.exitcode is not None:
+        return job.exitcode
+    return 0 if status == "success" else 1
+
+
+@command("job:logs", "job:output")
+@id_argument()
+@click.option("--follow", "-F", is_flag=True, help="Keep printing new output until the job ends.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both", show_default=True)
+def job_logs(pos_id: str | None, opt_id: str | None, follow: bool, stream: str) -> None:
+    """Print a job's output, byte-exact; with --follow, as it arrives."""
+    from multiflexi.jobs.logs import follow_output
+
+    ctx = cli_context()
+    job_id = resolve_id(pos_id, opt_id, "job id")
+    streams = ("stdout", "stderr") if stream == "both" else (stream,)
+    follow_output(ctx.db, job_id, streams, follow=follow, write=_tee)
+
+
+@command("job:delete", "job:remove")
+@id_argument()
+@click.option("--force", is_flag=True, help="Delete even a running job.")
+def job_delete(pos_id: str | None, opt_id: str | None, force: bool) -> None:
+    """Delete a job with its output and artifacts."""
+    from multiflexi.jobs.service import delete_job
+
+    ctx = cli_context()
+    job_id = resolve_id(pos_id, opt_id, "job id")
+    delete_job(ctx.db, ctx.settings, job_id, force=force)
+    emit({"deleted": True, "job_id": job_id}, ctx.fmt, text=f"Job {job_id} deleted.")

@@ -1,0 +1,36 @@
+"""Console scripts ``multiflexi-job2script`` and ``multiflexi-job2env``: thin wrappers
+around ``multiflexi-cli job:script`` and ``job:env-file``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _standalone(name: str) -> int:
+    from multiflexi.cli.main import main
+
+    args = sys.argv[1:]
+    # Global options (-e/--environment, --debug) may come before the job id.
+    globals_: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-e", "--environment") and i + 1 < len(args):
+            globals_ += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.startswith("--environment=") or arg == "--debug":
+            globals_.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return main([*globals_, name, *rest], prog_name=f"multiflexi-{name.replace(':', '')}")
+
+
+def job2script() -> None:
+    sys.exit(_standalone("job:script"))
+
+
+def job2env() -> None:
+    sys.exit(_standalone("job:env-file"))

@@ -1,0 +1,1 @@
+"""Example applications shipped with MultiFlexi (used by ``make demo`` and the tests)."""

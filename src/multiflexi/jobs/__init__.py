@@ -1,0 +1,1 @@
+"""Jobs: creation, the lifecycle of a run, and the record it leaves."""

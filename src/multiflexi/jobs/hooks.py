@@ -1,0 +1,78 @@
+"""Job events for integrations (Zabbix, metrics, actions), so the core imports none of them.
+
+A hook is any object with some of the methods of :class:`JobHook`. Hooks are found through
+the ``multiflexi.hooks`` entry-point group and by :func:`register`. A failing hook is
+logged once per call and never changes a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.hooks")
+
+
+@dataclass
+class JobEvent:
+    """What a hook learns about a job at one phase."""
+
+    phase: str  # created | started | finished
+    job_id: int
+    db: Database
+    settings: Settings
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class JobHook(Protocol):
+    def job_created(self, event: JobEvent) -> None: ...
+    def job_started(self, event: JobEvent) -> None: ...
+    def job_finished(self, event: JobEvent) -> None: ...
+
+
+_registered: list[Callable[[Settings], Any]] = []
+
+
+def register(factory: Callable[[Settings], Any]) -> None:
+    """Add a hook factory, called with the settings; it may return None to stay off."""
+    if factory not in _registered:
+        _registered.append(factory)
+
+
+def load_hooks(settings: Settings) -> list[Any]:
+    from importlib.metadata import entry_points
+
+    factories = list(_registered)
+    for ep in entry_points(group="multiflexi.hooks"):
+        try:
+            factories.append(ep.load())
+        except Exception as exc:
+            log.warning("action=load_hook hook=%s error=%r", ep.name, exc)
+    hooks = []
+    for factory in factories:
+        try:
+            hook = factory(settings)
+        except Exception as exc:
+            log.warning("action=init_hook hook=%r error=%r", factory, exc)
+            continue
+        if hook is not None:
+            hooks.append(hook)
+    return hooks
+
+
+def emit(hooks: list[Any], event: JobEvent) -> None:
+    method = f"job_{event.phase}"
+    for hook in hooks:
+        fn = getattr(hook, method, None)
+        if fn is None:
+            continue
+        try:
+            fn(event)
+        except Exception as exc:
+            log.warning("action=hook hook=%s phase=%s job_id=%s error=%r", type(hook).__name__, event.phase, event.job_id, exc)

@@ -1,0 +1,503 @@
+"""Running one claimed job through its lifecycle.
+
+``perform_job`` = ``run_begin`` (environment, command line, checks; status stays
+``running``) -> ``launch_job`` (the executor runs the process; output is stored as it
+arrives) -> ``run_end`` (exit code, output finalised, result files preserved as
+artifacts, final status and metrics committed) -> hooks (actions, monitoring).
+No transaction stays open while the process runs; a heartbeat thread keeps the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from multiflexi import queue
+from multiflexi.errors import Invalid
+from multiflexi.executors.base import ExecutionResult, LaunchSpec
+from multiflexi.jobs import environment, hooks, lifecycle
+from multiflexi.jobs.output import OutputRecorder
+from multiflexi.queue import Claim
+from multiflexi.secrets import Vault
+from multiflexi.storage.models import App, Artifact, Company, Job, JobStatus, RunTemplate
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.jobs")
+
+
+class PreflightFailure(Exception):
+    """A check before the process starts failed; the job ends ``failed`` with this."""
+
+    def __init__(self, exit_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+        self.reason = reason
+
+
+@dataclass
+class Prepared:
+    job_id: int
+    app_id: int
+    runtemplate_id: int | None
+    spec: LaunchSpec
+    executor: str
+    workdir: Path
+    result_file: str | None
+    secrets: set[str]
+    mask: bool
+    keep_workdir: bool
+    meanings: list[lifecycle.ExitMeaning]
+    artifact_ids: dict[str, int] = field(default_factory=dict)
+    store_error: str | None = None
+
+
+class Heartbeat(threading.Thread):
+    """Renews a claim's lease; sets ``lost`` if the job is no longer ours."""
+
+    def __init__(self, db: Database, claim: Claim, lease_seconds: float) -> None:
+        super().__init__(name=f"heartbeat-{claim.job_id}", daemon=True)
+        self.db, self.claim, self.lease = db, claim, lease_seconds
+        self.stop = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        interval = max(self.lease / 3, 0.5)
+        while not self.stop.wait(interval):
+            try:
+                if not queue.heartbeat(self.db, self.claim, self.lease):
+                    log.warning("action=lease_lost job_id=%s", self.claim.job_id)
+                    self.lost.set()
+                    return
+            except Exception as exc:  # the database may come back before the lease ends
+                log.warning("action=heartbeat_failed job_id=%s error=%s", self.claim.job_id, exc)
+
+
+class JobRunner:
+    """Runs claimed jobs; one instance may serve many jobs, from several threads."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        cancel: threading.Event | None = None,
+        job_hooks: list[Any] | None = None,
+        tee: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.tee = tee
+        self.db = db
+        self.settings = settings
+        self.cancel = cancel or threading.Event()
+        self.vault = Vault.from_settings(settings)
+        self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
+
+    # -- the whole lifecycle ----------------------------------------------------------
+
+    def perform_job(self, claim: Claim) -> JobStatus:
+        beat = Heartbeat(self.db, claim, self.settings.lease_seconds)
+        beat.start()
+        try:
+            try:
+                prepared = self.run_begin(claim)
+            except PreflightFailure as failure:
+                return self._fail_before_start(claim, failure)
+            self._emit("started", claim.job_id)
+            job_cancel = _AnyEvent(self.cancel, beat.lost)
+            result = self.launch_job(prepared, job_cancel)
+            return self.run_end(prepared, claim, result, lost=beat.lost.is_set())
+        finally:
+            beat.stop.set()
+
+    # -- phases ----------------------------------------------------------------------
+
+    def run_begin(self, claim: Claim) -> Prepared:
+        """Load configuration and credentials, build the command line, check resources."""
+        workdir = Path(self.settings.job_root) / str(claim.job_id)
+
+        def prepare(session: Session) -> Prepared:
+            job = session.get(Job, claim.job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker != claim.worker:
+                raise PreflightFailure(lifecycle.EXIT_CONFIG, "job is no longer claimed")
+            app = session.get(App, job.app_id)
+            company = session.get(Company, job.company_id)
+            rt = session.get(RunTemplate, job.runtemplate_id) if job.runtemplate_id else None
+            if app is None or company is None:
+                raise PreflightFailure(lifecycle.EXIT_CONFIG, "application or company deleted")
+            from multiflexi.jobs.service import exit_meanings, secret_names
+
+            secret = secret_names(app)
+            overrides = environment.open_overrides(job.overrides or {}, self.vault)
+            env = environment.build_env(
+                environment.gather_layers(
+                    session,
+                    job=job,
+                    app=app,
+                    company=company,
+                    rt=rt,
+                    vault=self.vault,
+                    workdir=workdir,
+                    overrides=overrides,
+                ),
+                secret_names=secret,
+                workdir=workdir,
+            )
+            job.env = environment.dump_env(env, self.vault)
+            job.workdir = str(workdir)
+            values = env.as_dict()
+            _check_required(app, values)
+            _check_inputs(app, values)
+            argv = _argv(app, values)
+            from multiflexi.env.cmdline import display, redact_argv
+
+            job.argv = redact_argv(argv, env.secret_values())
+            job.command = display(job.argv)
+            _make_workdir(workdir)
+            ids = {}
+            for stream in ("stdout", "stderr"):
+                art = Artifact(
+                    job_id=job.id,
+                    filename=f"{stream}.txt",
+                    content_type="text/plain",
+                    note=f"standard {'output' if stream == 'stdout' else 'error'} of the job",
+                    kind=stream,
+                    state="streaming",
+                    created=utcnow(),
+                )
+                session.add(art)
+                session.flush()
+                ids[stream] = art.id
+            timeout = float(rt.timeout) if rt is not None and rt.timeout else None
+            return Prepared(
+                job_id=job.id,
+                app_id=app.id,
+                runtemplate_id=rt.id if rt else None,
+                spec=LaunchSpec(
+                    argv=argv,
+                    env=values,
+                    cwd=workdir,
+                    timeout=timeout,
+                    kill_grace=self.settings.kill_grace,
+                ),
+                executor=job.executor,
+                workdir=workdir,
+                result_file=values.get("RESULT_FILE") or None,
+                secrets=env.secret_values(),
+                mask=rt.mask_secrets if rt is not None else True,
+                keep_workdir=self.settings.keep_job_dir or bool(rt and rt.keep_workdir),
+                meanings=exit_meanings(session, app.id),
+                artifact_ids=ids,
+            )
+
+        try:
+            return self.db.run(prepare)
+        except PreflightFailure:
+            raise
+        except Invalid as exc:
+            raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
+
+    def launch_job(self, prepared: Prepared, cancel: threading.Event) -> ExecutionResult:
+        """Start the process and store its output as it arrives."""
+        from multiflexi.executors.registry import get_executor
+
+        recorder = OutputRecorder(
+            self.db,
+            prepared.artifact_ids,
+            secrets=prepared.secrets if prepared.mask else (),
+            cancel=cancel,
+            tee=self.tee,
+        )
+        executor = get_executor(prepared.executor)
+
+        def started(pid: int) -> None:
+            def write(session: Session) -> None:
+                session.execute(
+                    update(Job).where(Job.id == prepared.job_id).values(pid=pid)
+                )
+
+            self.db.run(write)
+
+        try:
+            result = executor.launch(prepared.spec, recorder, on_start=started, cancel=cancel)
+        finally:
+            recorder.close()
+            prepared.store_error = recorder.error
+        return result
+
+    def run_end(
+        self, prepared: Prepared, claim: Claim, result: ExecutionResult, *, lost: bool
+    ) -> JobStatus:
+        """Preserve artifacts, then commit the final status, metrics and timings."""
+        from multiflexi.artifacts.service import preserve_files
+
+        preserve_files(
+            self.db,
+            job_id=prepared.job_id,
+            app_id=prepared.app_id,
+            workdir=prepared.workdir,
+            result_file=prepared.result_file,
+        )
+        status = lifecycle.final_status(
+            result.exit_code,
+            timed_out=result.timed_out,
+            signal=result.signal,
+            ok_codes=lifecycle.success_codes(prepared.meanings),
+        )
+        reason = _reason(result, status, prepared, prepared.store_error)
+        if lost:
+            log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
+            return JobStatus.LOST
+        won = self._finish(claim, status, reason, result)
+        if not prepared.keep_workdir:
+            shutil.rmtree(prepared.workdir, ignore_errors=True)
+        if not won:
+            return JobStatus.LOST
+        self._after_finish(claim.job_id, status)
+        return status
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _finish(
+        self,
+        claim: Claim,
+        status: JobStatus,
+        reason: str,
+        result: ExecutionResult | None,
+        exit_code: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status, "reason": reason, "end": utcnow(), "lease_until": None}
+        if result is not None:
+            values.update(
+                exitcode=result.exit_code,
+                signal=result.signal,
+                end=result.ended,
+                wall_seconds=result.wall_seconds,
+                cpu_user=result.cpu_user,
+                cpu_system=result.cpu_system,
+                max_rss_kb=result.max_rss_kb,
+            )
+            if result.pid is not None:
+                values["pid"] = result.pid
+        else:
+            values["exitcode"] = exit_code
+
+        def write(session: Session) -> bool:
+            done = session.execute(
+                update(Job)
+                .where(
+                    Job.id == claim.job_id,
+                    Job.status == JobStatus.RUNNING,
+                    Job.worker == claim.worker,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            job = session.get(Job, claim.job_id)
+            if job is not None and job.runtemplate_id is not None:
+                column = (
+                    RunTemplate.successfull_jobs_count
+                    if status == JobStatus.SUCCESS
+                    else RunTemplate.failed_jobs_count
+                )
+                session.execute(
+                    update(RunTemplate)
+                    .where(RunTemplate.id == job.runtemplate_id)
+                    .values({column: column + 1})
+                )
+            return True
+
+        return self.db.run(write)
+
+    def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
+        log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
+
+        def outputs(session: Session) -> None:
+            job = session.get(Job, claim.job_id)
+            if job is None:
+                return
+            have = {
+                a.kind
+                for a in session.query(Artifact).filter(Artifact.job_id == claim.job_id)
+            }
+            for stream in ("stdout", "stderr"):
+                if stream in have:
+                    continue
+                body = f"multiflexi: {failure.reason}\n".encode() if stream == "stderr" else b""
+                import hashlib
+
+                session.add(
+                    Artifact(
+                        job_id=claim.job_id,
+                        filename=f"{stream}.txt",
+                        content_type="text/plain",
+                        note=f"standard {'output' if stream == 'stdout' else 'error'} of the job",
+                        kind=stream,
+                        content=body,
+                        size=len(body),
+                        sha256=hashlib.sha256(body).hexdigest(),
+                        created=utcnow(),
+                    )
+                )
+
+        self.db.run(outputs)
+        won = self._finish(claim, JobStatus.FAILED, failure.reason, None, failure.exit_code)
+        if won:
+            self._after_finish(claim.job_id, JobStatus.FAILED)
+        return JobStatus.FAILED if won else JobStatus.LOST
+
+    def _after_finish(self, job_id: int, status: JobStatus) -> None:
+        if status != JobStatus.SUCCESS:
+            try:
+                schedule_retry(self.db, self.settings, job_id)
+            except Exception as exc:
+                log.error("action=retry_failed job_id=%s error=%s", job_id, exc)
+        self._emit("finished", job_id, status=str(status))
+
+    def _emit(self, phase: str, job_id: int, **data: Any) -> None:
+        if self.hooks:
+            hooks.emit(self.hooks, hooks.JobEvent(phase, job_id, self.db, self.settings, data))
+
+
+class _AnyEvent(threading.Event):
+    """Set when any of the given events is set (checked on ``is_set``/``wait``)."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        super().__init__()
+        self._events = events
+
+    def is_set(self) -> bool:
+        return super().is_set() or any(e.is_set() for e in self._events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.is_set():
+            return True
+        return super().wait(timeout) or self.is_set()
+
+
+def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
+    """Queue the next attempt of a failed or lost job, as its template's policy says."""
+    from multiflexi.jobs.service import create_job
+
+    with db.read() as session:
+        job = session.get(Job, job_id)
+        rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
+        if job is None or rt is None or not rt.active:
+            return None
+        delay = lifecycle.retry_delay(
+            attempt=job.attempt,
+            max_attempts=rt.max_attempts,
+            backoff=rt.retry_backoff,
+            min_gap=rt.retry_min_gap,
+        )
+        overrides = environment.open_overrides(job.overrides or {}, Vault.from_settings(settings))
+    if delay is None:
+        return None
+    retry = create_job(
+        db,
+        settings,
+        runtemplate_id=rt.id,
+        overrides=overrides,
+        at=utcnow() + delay,
+        schedule_type="retry",
+        executor=job.executor,
+        attempt=job.attempt + 1,
+        retry_of=job.id,
+    )
+    log.info("action=retry_scheduled job_id=%s retry_job_id=%s", job_id, retry.id)
+    return retry.id
+
+
+def _check_required(app: App, values: dict[str, str]) -> None:
+    missing = [f.keyname for f in app.fields if f.required and not values.get(f.keyname)]
+    if missing:
+        raise PreflightFailure(
+            lifecycle.EXIT_CONFIG, f"required value missing: {', '.join(missing)}"
+        )
+
+
+#: Variables that name files the job writes, not reads.
+OUTPUT_NAMES = frozenset({"RESULT_FILE"})
+
+
+def _check_inputs(app: App, values: dict[str, str]) -> None:
+    for f in app.fields:
+        if f.type != "file-path" or f.keyname in OUTPUT_NAMES:
+            continue
+        path = values.get(f.keyname)
+        if path and not os.path.exists(path):
+            raise PreflightFailure(
+                lifecycle.EXIT_NO_INPUT, f"input file missing: {f.keyname}={path}"
+            )
+
+
+def _argv(app: App, values: dict[str, str]) -> list[str]:
+    from multiflexi.env.cmdline import build_argv, resolve_executable
+
+    argv = build_argv(app.executable, app.cmdparams or "", values)
+    if not argv:
+        raise PreflightFailure(lifecycle.EXIT_CONFIG, "the application has no executable")
+    resolved = resolve_executable(argv[0], values.get("PATH"))
+    if resolved is None:
+        if os.path.exists(argv[0]) or (
+            "/" not in argv[0] and shutil.which(argv[0], mode=os.F_OK, path=values.get("PATH"))
+        ):
+            raise PreflightFailure(
+                lifecycle.EXIT_NOT_EXECUTABLE, f"executable not executable: {argv[0]}"
+            )
+        raise PreflightFailure(lifecycle.EXIT_NOT_FOUND, f"executable not found: {argv[0]}")
+    return [resolved, *argv[1:]]
+
+
+def _make_workdir(workdir: Path) -> None:
+    import errno
+
+    try:
+        workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(workdir, 0o700)
+    except OSError as exc:
+        why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise PreflightFailure(
+            lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
+        ) from None
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path if path.exists() else path.parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0
+
+
+def _reason(
+    result: ExecutionResult, status: JobStatus, prepared: Prepared, store_error: str | None
+) -> str:
+    if store_error:
+        return store_error
+    if result.cancelled:
+        return "terminated: the executor was stopped"
+    if result.timed_out:
+        return result.error or "timeout"
+    if result.error:
+        return result.error
+    if status == JobStatus.SUCCESS:
+        return ""
+    if _disk_full(prepared.workdir):
+        return "disk full"
+    meaning = lifecycle.describe_exit(result.exit_code, result.signal, prepared.meanings)
+    return f"exit code {result.exit_code}: {meaning}"

@@ -1,0 +1,342 @@
+"""Create, find, list and delete jobs. Running them is in :mod:`multiflexi.jobs.runner`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from multiflexi.errors import Conflict, Invalid, NotFound
+from multiflexi.jobs import environment
+from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
+from multiflexi.queue import enqueue
+from multiflexi.secrets import Vault
+from multiflexi.storage.models import (
+    App,
+    AppExitCode,
+    Artifact,
+    Company,
+    Job,
+    JobAction,
+    JobStatus,
+    RunTemplate,
+    ScheduleEntry,
+)
+from multiflexi.storage.types import utcnow
+from multiflexi.users import current_user
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def job_dir(settings: Settings, job_id: int) -> Path:
+    return settings.job_root / str(job_id)
+
+
+def secret_names(app: App) -> set[str]:
+    from multiflexi.secrets import is_secret
+
+    return {f.keyname for f in app.fields if is_secret(f.type, f.secret)}
+
+
+def check_overrides(overrides: Mapping[str, str]) -> None:
+    import re
+
+    for key, value in overrides.items():
+        if not re.match(ENV_NAME, key):
+            raise Invalid(f"invalid variable name {key!r} in --env")
+        if "\x00" in value:
+            raise Invalid(f"value of {key} contains a NUL byte, which no environment can carry")
+
+
+def create_job(
+    db: Database,
+    settings: Settings,
+    *,
+    runtemplate_id: int,
+    company_id: int | None = None,
+    overrides: Mapping[str, str] | None = None,
+    at: datetime | None = None,
+    schedule_type: str = "adhoc-cli",
+    executor: str | None = None,
+    attempt: int = 1,
+    retry_of: int | None = None,
+    queue: bool = True,
+    priority: int = 0,
+) -> Job:
+    """Initialise a job of a run template (status ``loaded``), then queue it (``scheduled``).
+
+    Each phase change is its own committed transaction, as the lifecycle requires.
+    """
+    overrides = dict(overrides or {})
+    check_overrides(overrides)
+    vault = Vault.from_settings(settings)
+
+    def initialise(session: Session) -> Job:
+        rt = session.get(RunTemplate, runtemplate_id)
+        if rt is None:
+            raise NotFound(f"run template {runtemplate_id} not found")
+        if company_id is not None and rt.company_id != company_id:
+            raise Invalid(
+                f"run template {rt.id} belongs to company {rt.company_id}, not to company "
+                f"{company_id}"
+            )
+        if not rt.active:
+            raise Conflict(f"run template {rt.id} is not active; activate it to run jobs")
+        app = session.get(App, rt.app_id)
+        company = session.get(Company, rt.company_id)
+        if app is None or company is None:
+            raise NotFound(f"run template {rt.id} refers to a deleted application or company")
+        if not app.enabled:
+            raise Conflict(f"application {app.id} ({app.name}) is disabled")
+        from multiflexi.executors.registry import get_executor
+
+        chosen = executor or rt.executor or "Native"
+        get_executor(chosen)  # unknown executor: refuse now, not at 3 a.m.
+        secrets = secret_names(app)
+        job = Job(
+            app_id=app.id,
+            company_id=company.id,
+            runtemplate_id=rt.id,
+            status=JobStatus.LOADED,
+            created=utcnow(),
+            schedule=at,
+            schedule_type=schedule_type,
+            executor=chosen,
+            app_version=app.version or "",
+            launched_by=current_user(session).id,
+            attempt=attempt,
+            retry_of=retry_of,
+            overrides=environment.seal_overrides(overrides, secrets, vault),
+        )
+        session.add(job)
+        session.flush()
+        workdir = job_dir(settings, job.id)
+        env = environment.build_env(
+            environment.gather_layers(
+                session,
+                job=job,
+                app=app,
+                company=company,
+                rt=rt,
+                vault=vault,
+                workdir=workdir,
+                overrides=overrides,
+            ),
+            secret_names=secrets,
+            workdir=workdir,
+        )
+        job.env = environment.dump_env(env, vault)
+        job.workdir = str(workdir)
+        _store_command(job, app, env)
+        return job
+
+    job = db.run(initialise)
+    from multiflexi.jobs import hooks
+
+    hooks.emit(hooks.load_hooks(settings), hooks.JobEvent("created", job.id, db, settings))
+    if queue:
+
+        def schedule(session: Session) -> Job:
+            fresh = get_job(session, job.id)
+            enqueue(session, fresh, at or utcnow(), priority)
+            return fresh
+
+        job = db.run(schedule)
+    return job
+
+
+def _store_command(job: Job, app: App, env: environment.Env) -> None:
+    """Record the command line with secrets redacted; a bad template is recorded, not raised."""
+    from multiflexi.env.cmdline import build_argv, display, redact_argv
+
+    try:
+        argv = build_argv(app.executable, app.cmdparams or "", env.as_dict())
+    except Invalid:
+        job.argv, job.command = [], f"{app.executable} {app.cmdparams}".strip()
+        return
+    job.argv = redact_argv(argv, env.secret_values())
+    job.command = display(job.argv)
+
+
+def exit_meanings(session: Session, app_id: int) -> list[ExitMeaning]:
+    rows = session.scalars(select(AppExitCode).where(AppExitCode.app_id == app_id))
+    return [ExitMeaning(r.exit_code, r.description, r.severity, r.retry) for r in rows]
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    company: str | None = None,
+    runtemplate_id: int | None = None,
+    app: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Newest first, with the names a reader wants next to the ids."""
+    stmt = (
+        select(Job, App.name, Company.slug, RunTemplate.name)
+        .join(App, App.id == Job.app_id)
+        .join(Company, Company.id == Job.company_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+    )
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        for s in statuses:
+            if s not in {x.value for x in JobStatus}:
+                valid = ", ".join(x.value for x in JobStatus)
+                raise Invalid(f"unknown status {s!r}; valid: {valid}")
+        stmt = stmt.where(Job.status.in_(statuses))
+    if company:
+        if company.isdigit():
+            stmt = stmt.where(Job.company_id == int(company))
+        else:
+            stmt = stmt.where(Company.slug == company)
+    if runtemplate_id is not None:
+        stmt = stmt.where(Job.runtemplate_id == runtemplate_id)
+    if app:
+        stmt = stmt.where(Job.app_id == int(app) if app.isdigit() else App.name == app)
+    if since is not None:
+        stmt = stmt.where(Job.created >= since)
+    stmt = stmt.order_by(Job.id.desc()).limit(limit).offset(offset)
+    rows = []
+    for job, app_name, slug, rt_name in session.execute(stmt):
+        rows.append(
+            {
+                "id": job.id,
+                "status": job.status,
+                "runtemplate_id": job.runtemplate_id,
+                "runtemplate": rt_name,
+                "app": app_name,
+                "company": slug,
+                "created": job.created,
+                "begin": job.begin,
+                "end": job.end,
+                "exitcode": job.exitcode,
+                "duration": job.wall_seconds,
+            }
+        )
+    return rows
+
+
+def job_record(session: Session, job: Job) -> dict[str, Any]:
+    """Everything ``job:show`` prints, JSON-ready (environment excluded)."""
+    app = session.get(App, job.app_id)
+    company = session.get(Company, job.company_id)
+    rt = session.get(RunTemplate, job.runtemplate_id) if job.runtemplate_id else None
+    meanings = exit_meanings(session, job.app_id)
+    duration = job.wall_seconds
+    if duration is None and job.begin and job.end:
+        duration = (job.end - job.begin).total_seconds()
+    artifacts = session.scalars(
+        select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.id)
+    ).all()
+    actions = session.scalars(
+        select(JobAction).where(JobAction.job_id == job.id).order_by(JobAction.id)
+    ).all()
+    return {
+        "id": job.id,
+        "status": job.status,
+        "reason": job.reason,
+        "runtemplate_id": job.runtemplate_id,
+        "runtemplate": rt.name if rt else None,
+        "app_id": job.app_id,
+        "app": app.name if app else None,
+        "company_id": job.company_id,
+        "company": company.slug if company else None,
+        "executor": job.executor,
+        "schedule_type": job.schedule_type,
+        "attempt": job.attempt,
+        "retry_of": job.retry_of,
+        "created": job.created,
+        "scheduled_at": job.scheduled_at,
+        "not_before": job.schedule,
+        "begin": job.begin,
+        "end": job.end,
+        "duration": duration,
+        "exitcode": job.exitcode,
+        "exit_meaning": describe_exit(job.exitcode, job.signal, meanings)
+        if is_final(job.status)
+        else "",
+        "signal": job.signal,
+        "command": job.command,
+        "host": job.host,
+        "pid": job.pid,
+        "worker": job.worker,
+        "cpu_user": job.cpu_user,
+        "cpu_system": job.cpu_system,
+        "max_rss_kb": job.max_rss_kb,
+        "artifacts_pruned": job.artifacts_pruned,
+        "artifacts": [
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "state": a.state,
+                "note": a.note,
+            }
+            for a in artifacts
+        ],
+        "actions": [
+            {
+                "mode": a.mode,
+                "action": a.action,
+                "ok": a.ok,
+                "message": a.message,
+                "duration": a.duration,
+            }
+            for a in actions
+        ],
+    }
+
+
+def env_rows(job: Job, vault: Vault | None) -> list[dict[str, Any]]:
+    """The job's variables with their sources; secrets redacted unless a vault is given."""
+    env = environment.load_env(job.env or [], vault)
+    return [
+        {"name": v.name, "value": v.value, "source": v.source, "secret": v.secret}
+        for v in env.values()
+    ]
+
+
+def delete_job(db: Database, settings: Settings, job_id: int, *, force: bool = False) -> None:
+    """Remove a job with its output and artifacts; a running job only with ``force``."""
+
+    def drop(session: Session) -> None:
+        job = get_job(session, job_id)
+        if job.status == JobStatus.RUNNING and not force:
+            raise Conflict(f"job {job_id} is running; use --force to delete it anyway")
+        session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == job_id))
+        from multiflexi.storage.models import ArtifactChunk
+
+        art_ids = select(Artifact.id).where(Artifact.job_id == job_id)
+        session.execute(delete(ArtifactChunk).where(ArtifactChunk.artifact_id.in_(art_ids)))
+        session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+        session.execute(delete(JobAction).where(JobAction.job_id == job_id))
+        session.delete(job)
+
+    db.run(drop)
+    import shutil
+
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+
+
+def count_jobs(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Job)) or 0)

@@ -1,0 +1,226 @@
+"""The job queue: enqueue, claim, heartbeat, finish, and recovery of lost jobs.
+
+This is the only module with backend-specific queue SQL. A claim is atomic on every
+backend: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and MariaDB, and the
+``BEGIN IMMEDIATE`` write lock on SQLite. Every state change is a conditional UPDATE whose
+row count tells whether we won; losing a race is a normal result, not an error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from multiflexi.errors import Conflict, NotFound
+from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.storage.database import Database
+
+HOSTNAME = socket.gethostname()
+
+
+def new_worker_id(kind: str = "cli") -> str:
+    return f"{kind}@{HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now owns, until its lease runs out."""
+
+    job_id: int
+    worker: str
+    lease_until: datetime
+
+
+def enqueue(session: Session, job: Job, after: datetime, priority: int = 0) -> None:
+    """Put a loaded job in the queue (status ``scheduled``)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.LOADED)
+        .values(status=JobStatus.SCHEDULED, scheduled_at=utcnow(), schedule=after)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"job {job.id} is {job.status}, only a loaded job can be queued")
+    session.add(ScheduleEntry(job=job.id, after=after, priority=priority))
+    session.flush()
+    session.refresh(job)
+
+
+def _overlap_blocked(session: Session, job: Job) -> Job | None:
+    """The running job of the same run template, when the template forbids overlap."""
+    if job.runtemplate_id is None:
+        return None
+    stmt = select(RunTemplate.overlap).where(RunTemplate.id == job.runtemplate_id)
+    if session.get_bind().dialect.name != "sqlite":
+        # Serialise claims of one template across workers and hosts.
+        stmt = stmt.with_for_update()
+    policy = session.scalar(stmt)
+    if policy == "allow":
+        return None
+    return session.scalar(
+        select(Job).where(
+            Job.runtemplate_id == job.runtemplate_id,
+            Job.status == JobStatus.RUNNING,
+            Job.id != job.id,
+        )
+    )
+
+
+def _take(session: Session, job: Job, worker: str, lease_seconds: float) -> Claim | None:
+    now = utcnow()
+    lease = now + timedelta(seconds=lease_seconds)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.SCHEDULED)
+        .values(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            host=HOSTNAME,
+            begin=now,
+            heartbeat=now,
+            lease_until=lease,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == job.id))
+    return Claim(job.id, worker, lease)
+
+
+def claim_job(db: Database, job_id: int, worker: str, lease_seconds: float) -> Claim:
+    """Claim one given job now (``job:run``), whatever its not-before time."""
+
+    def attempt(session: Session) -> Claim:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job.status != JobStatus.SCHEDULED:
+            who = f" by {job.worker}" if job.status == JobStatus.RUNNING and job.worker else ""
+            raise Conflict(f"job {job_id} is {job.status}{who}; only a scheduled job can be run")
+        running = _overlap_blocked(session, job)
+        if running is not None:
+            raise Conflict(
+                f"run template {job.runtemplate_id} already has job {running.id} running "
+                "and its overlap policy forbids another"
+            )
+        claim = _take(session, job, worker, lease_seconds)
+        if claim is None:
+            raise Conflict(f"job {job_id} was claimed by another worker")
+        return claim
+
+    return db.run(attempt)
+
+
+def claim_next(
+    db: Database, worker: str, lease_seconds: float, now: datetime | None = None
+) -> Claim | None:
+    """Claim the most urgent due job, or return None when nothing is due."""
+
+    def attempt(session: Session) -> Claim | None:
+        moment = now or utcnow()
+        other = aliased(Job)
+        busy_template = exists().where(
+            and_(
+                other.runtemplate_id == Job.runtemplate_id,
+                other.status == JobStatus.RUNNING,
+            )
+        )
+        stmt = (
+            select(ScheduleEntry.id, ScheduleEntry.job)
+            .join(Job, Job.id == ScheduleEntry.job)
+            .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+            .where(ScheduleEntry.after <= moment)
+            .where((RunTemplate.overlap == "allow") | RunTemplate.id.is_(None) | ~busy_template)
+            .order_by(ScheduleEntry.priority.desc(), ScheduleEntry.after, ScheduleEntry.id)
+            .limit(1)
+        )
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=ScheduleEntry)
+        elif dialect != "sqlite":  # MariaDB knows no FOR UPDATE OF
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = session.execute(stmt).first()
+        if row is None:
+            return None
+        job = session.get(Job, row.job)
+        if job is None:  # queue row without a job: drop it
+            session.execute(delete(ScheduleEntry).where(ScheduleEntry.id == row.id))
+            return None
+        if _overlap_blocked(session, job) is not None:
+            return None
+        return _take(session, job, worker, lease_seconds)
+
+    return db.run(attempt)
+
+
+def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
+    """Renew the lease; False means the job is no longer ours (declared lost, deleted)."""
+    lease = utcnow() + timedelta(seconds=lease_seconds)
+
+    def attempt(session: Session) -> bool:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == claim.job_id,
+                Job.worker == claim.worker,
+                Job.status == JobStatus.RUNNING,
+            )
+            .values(lease_until=lease, heartbeat=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    return db.run(attempt)
+
+
+def due_count(session: Session, now: datetime | None = None) -> int:
+    from sqlalchemy import func
+
+    moment = now or utcnow()
+    return int(
+        session.scalar(
+            select(func.count()).select_from(ScheduleEntry).where(ScheduleEntry.after <= moment)
+        )
+        or 0
+    )
+
+
+def expired_leases(session: Session, now: datetime | None = None) -> list[Job]:
+    """Running jobs whose worker stopped renewing its lease."""
+    moment = now or utcnow()
+    return list(
+        session.scalars(
+            select(Job).where(
+                Job.status == JobStatus.RUNNING,
+                Job.lease_until.is_not(None),
+                Job.lease_until < moment,
+            )
+        )
+    )
+
+
+def release_now(db: Database, job_id: int) -> None:
+    """Make a queued job due now (``job:run --detach``)."""
+
+    def attempt(session: Session) -> None:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job.status != JobStatus.SCHEDULED:
+            raise Conflict(f"job {job_id} is {job.status}; only a scheduled job can be queued")
+        now = utcnow()
+        session.execute(update(ScheduleEntry).where(ScheduleEntry.job == job_id).values(after=now))
+        job.schedule = now
+
+    db.run(attempt)

@@ -1,0 +1,176 @@
+"""Artifact content in chunks: written as it arrives, read back as a stream.
+
+Content up to one chunk is kept inline in ``artifacts.content``; anything larger, and every
+streamed output, goes into ``artifact_chunk`` rows of at most :data:`CHUNK_SIZE` bytes. A
+gigabyte therefore moves through bounded memory, on every backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from multiflexi.storage.models import Artifact, ArtifactChunk
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.storage.database import Database
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class ChunkWriter:
+    """Appends chunks to one artifact, each in its own short transaction."""
+
+    def __init__(self, db: Database, artifact_id: int, start_seq: int = 0) -> None:
+        self.db = db
+        self.artifact_id = artifact_id
+        self.seq = start_seq
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        for offset in range(0, len(view), CHUNK_SIZE):
+            piece = bytes(view[offset : offset + CHUNK_SIZE])
+            seq = self.seq
+
+            def write(session: Session, piece: bytes = piece, seq: int = seq) -> None:
+                session.add(ArtifactChunk(artifact_id=self.artifact_id, seq=seq, data=piece))
+
+            self.db.run(write)
+            self.seq += 1
+            self.size += len(piece)
+            self._hash.update(piece)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def finish(self, state: str = "complete", note: str | None = None) -> None:
+        values: dict[str, object] = {"size": self.size, "sha256": self.sha256, "state": state}
+        if note is not None:
+            values["note"] = note
+
+        def write(session: Session) -> None:
+            session.execute(
+                update(Artifact).where(Artifact.id == self.artifact_id).values(**values)
+            )
+
+        self.db.run(write)
+
+
+def store_stream(
+    db: Database,
+    *,
+    job_id: int,
+    filename: str,
+    stream: IO[bytes],
+    content_type: str,
+    note: str,
+    kind: str = "file",
+) -> Artifact:
+    """Store a readable binary stream as a new artifact; small content goes inline."""
+    first = stream.read(CHUNK_SIZE)
+    following = stream.read(1) if len(first) == CHUNK_SIZE else b""
+
+    def create(session: Session) -> Artifact:
+        art = Artifact(
+            job_id=job_id,
+            filename=filename,
+            content_type=content_type,
+            note=note,
+            kind=kind,
+            state="streaming" if following else "complete",
+            content=None if following else first,
+            size=len(first),
+            sha256=hashlib.sha256(first).hexdigest(),
+            created=utcnow(),
+        )
+        session.add(art)
+        session.flush()
+        return art
+
+    art: Artifact = db.run(create)
+    if following:
+        writer = ChunkWriter(db, art.id)
+        writer.append(first + following)
+        while block := stream.read(CHUNK_SIZE):
+            writer.append(block)
+        writer.finish()
+        art.size, art.sha256, art.state = writer.size, writer.sha256, "complete"
+    return art
+
+
+def iter_content(db: Database, artifact_id: int, *, start_seq: int = 0) -> Iterator[bytes]:
+    """Yield the content of an artifact in order, a few chunks per query."""
+    if start_seq == 0:
+        with db.read() as session:
+            inline = session.scalar(select(Artifact.content).where(Artifact.id == artifact_id))
+        if inline:
+            yield inline
+    for _seq, data in iter_chunks(db, artifact_id, start_seq=start_seq):
+        yield data
+
+
+def iter_chunks(db: Database, artifact_id: int, *, start_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+    """Yield (seq, data) of the chunk rows from ``start_seq`` on, a few per query."""
+    seq = start_seq
+    batch = 8
+    while True:
+        with db.read() as session:
+            rows = session.execute(
+                select(ArtifactChunk.seq, ArtifactChunk.data)
+                .where(ArtifactChunk.artifact_id == artifact_id, ArtifactChunk.seq >= seq)
+                .order_by(ArtifactChunk.seq)
+                .limit(batch)
+            ).all()
+        if not rows:
+            return
+        for row_seq, data in rows:
+            yield row_seq, data
+            seq = row_seq + 1
+
+
+def chunk_count(db: Database, artifact_id: int) -> int:
+    with db.read() as session:
+        return int(
+            session.scalar(
+                select(func.count()).where(ArtifactChunk.artifact_id == artifact_id)
+            )
+            or 0
+        )
+
+
+def delete_content(db: Database, artifact_id: int) -> None:
+    def drop(session: Session) -> None:
+        session.execute(delete(ArtifactChunk).where(ArtifactChunk.artifact_id == artifact_id))
+
+    db.run(drop)
+
+
+def read_tail(db: Database, artifact_id: int, max_bytes: int = 65536) -> bytes:
+    """The last ``max_bytes`` of an artifact (for "last lines of output")."""
+    with db.read() as session:
+        inline = session.scalar(select(Artifact.content).where(Artifact.id == artifact_id))
+        rows = session.execute(
+            select(ArtifactChunk.data)
+            .where(ArtifactChunk.artifact_id == artifact_id)
+            .order_by(ArtifactChunk.seq.desc())
+            .limit(2)
+        ).all()
+    data = b"".join(r[0] for r in reversed(rows)) if rows else (inline or b"")
+    return data[-max_bytes:]
+
+
+def max_seq(db: Database, artifact_id: int) -> int:
+    """The highest chunk number stored so far, -1 when none."""
+    with db.read() as session:
+        value = session.scalar(
+            select(func.max(ArtifactChunk.seq)).where(ArtifactChunk.artifact_id == artifact_id)
+        )
+    return -1 if value is None else int(value)
