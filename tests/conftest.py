@@ -40,7 +40,9 @@ def _server_values(backend: str) -> dict[str, str]:
 def _admin_execute(backend: str, statements: list[str]) -> None:
     from sqlalchemy import create_engine, text
 
-    settings = settings_from_values({**_server_values(backend), "DB_DATABASE": "postgres" if backend == "pgsql" else "mysql"})
+    settings = settings_from_values(
+        {**_server_values(backend), "DB_DATABASE": "postgres" if backend == "pgsql" else "mysql"}
+    )
     engine = create_engine(settings.database_url(), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -63,8 +65,17 @@ class ServerDatabases:
             self._unavailable(backend, self.failed[backend])
         if backend not in self.created:
             try:
-                _admin_execute(backend, [f"DROP DATABASE IF EXISTS {self.name}", f"CREATE DATABASE {self.name}"])
-                settings = settings_from_values({**_server_values(backend), "DB_DATABASE": self.name, "MULTIFLEXI_DATA_DIR": str(data_dir)})
+                _admin_execute(
+                    backend,
+                    [f"DROP DATABASE IF EXISTS {self.name}", f"CREATE DATABASE {self.name}"],
+                )
+                settings = settings_from_values(
+                    {
+                        **_server_values(backend),
+                        "DB_DATABASE": self.name,
+                        "MULTIFLEXI_DATA_DIR": str(data_dir),
+                    }
+                )
                 db = Database(settings, check_schema=False)
                 db.migrate()
                 db.dispose()
@@ -136,7 +147,9 @@ def sqlite_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Dat
 
 
 @pytest.fixture(params=BACKENDS)
-def any_db(request: pytest.FixtureRequest, tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+def any_db(
+    request: pytest.FixtureRequest, tmp_path: Path, server_databases: ServerDatabases
+) -> Iterator[Database]:
     """The same test on SQLite, PostgreSQL and MariaDB."""
     db = open_database(request.param, tmp_path, server_databases)
     yield db
@@ -174,6 +187,14 @@ class Result:
         return json.loads(self.stdout)
 
 
+def _split(args: tuple[str | int | Path, ...]) -> list[str]:
+    """``cli("job:show 5")`` is ``cli("job:show", "5")``."""
+    argv = [str(a) for a in args]
+    if len(argv) == 1 and " " in argv[0]:
+        argv = shlex.split(argv[0])
+    return argv
+
+
 class Cli:
     """Runs ``multiflexi-cli`` in-process, exactly as the console script does."""
 
@@ -181,16 +202,18 @@ class Cli:
         self.env = dict(env)
         self.monkeypatch = monkeypatch
 
-    def __call__(self, *args: str | int, input: str | None = None) -> Result:
+    def __call__(self, *args: str | int | Path, input: str | None = None) -> Result:
         from click.testing import CliRunner
 
         from multiflexi.cli.main import main
 
-        argv = [str(a) for a in args]
-        if len(argv) == 1 and " " in argv[0]:
-            argv = shlex.split(argv[0])
+        argv = _split(args)
         runner = CliRunner()
-        for key in [k for k in os.environ if k.startswith("DB_") or k.startswith("MULTIFLEXI_") or k.startswith("ENCRYPTION_")]:
+        for key in [
+            k
+            for k in os.environ
+            if k.startswith("DB_") or k.startswith("MULTIFLEXI_") or k.startswith("ENCRYPTION_")
+        ]:
             self.monkeypatch.delenv(key, raising=False)
         for key, value in self.env.items():
             self.monkeypatch.setenv(key, value)
@@ -200,13 +223,14 @@ class Cli:
             stderr = err.getvalue().decode("utf-8", "replace")
         return Result(code, stdout, stderr)
 
-    def ok(self, *args: str | int, input: str | None = None) -> Result:
+    def ok(self, *args: str | int | Path, input: str | None = None) -> Result:
         res = self(*args, input=input)
         assert res.exit_code == 0, f"{args} -> {res.exit_code}\n{res.stdout}\n{res.stderr}"
         return res
 
-    def json(self, *args: str | int) -> Any:
-        return self.ok(*args, "-f", "json").json()
+    def json(self, *args: str | int | Path) -> Any:
+        argv = _split(args)
+        return self.ok(*argv, "-f", "json").json()
 
 
 @pytest.fixture

@@ -61,9 +61,9 @@ def files_to_preserve(workdir: Path, result_file: str | None) -> list[tuple[Path
                 path = Path(root) / name
                 rel = path.relative_to(workdir).as_posix()
                 found.append((path, rel, result is not None and path.resolve() == result))
-    if result is not None and not any(r for _, _, r in found):
-        if result.is_file() and not result.is_relative_to(workdir.resolve()):
-            found.append((result, result.name, True))
+    outside = result is not None and not result.is_relative_to(workdir.resolve())
+    if result is not None and outside and result.is_file():
+        found.append((result, result.name, True))
     return found
 
 

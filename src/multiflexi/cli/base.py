@@ -88,7 +88,7 @@ def command(name: str, *aliases: str, **kwargs: Any) -> Callable[[F], click.Comm
     """Register a command under ``name`` (e.g. ``job:list``) and its alias spellings."""
 
     def decorate(fn: F) -> click.Command:
-        cmd = click.command(name, **kwargs)(format_option(fn))
+        cmd: click.Command = click.command(name, **kwargs)(format_option(fn))  # type: ignore[no-untyped-call]
         REGISTRY[name] = (cmd, aliases)
         return cmd
 

@@ -98,13 +98,23 @@ def gather_layers(
     return layers
 
 
-def build_env(layers: Iterable[Iterable[EnvVar]], *, secret_names: Iterable[str], workdir: Path) -> Env:
+def build_env(
+    layers: Iterable[Iterable[EnvVar]], *, secret_names: Iterable[str], workdir: Path
+) -> Env:
     """Assemble, mark declared secrets, expand macros once, and place RESULT_FILE."""
     from multiflexi.env.macros import expand_env
 
     secret = set(secret_names)
     env = assemble(
-        [[v if v.name not in secret or v.secret else EnvVar(v.name, v.value, v.source, True, v.description) for v in layer] for layer in layers]
+        [
+            [
+                v
+                if v.name not in secret or v.secret
+                else EnvVar(v.name, v.value, v.source, True, v.description)
+                for v in layer
+            ]
+            for layer in layers
+        ]
     )
     return point_result_file_into(expand_env(env), workdir)
 
@@ -132,11 +142,15 @@ def load_env(stored: Iterable[Mapping[str, Any]], vault: Vault | None) -> Env:
         value = str(item.get("value") or "")
         if item.get("secret") and value:
             value = vault.open(value) if vault is not None else REDACTED
-        out.append(EnvVar(str(item["name"]), value, str(item.get("source", "")), bool(item.get("secret"))))
+        out.append(
+            EnvVar(str(item["name"]), value, str(item.get("source", "")), bool(item.get("secret")))
+        )
     return Env(out)
 
 
-def seal_overrides(overrides: Mapping[str, str], secret_names: Iterable[str], vault: Vault) -> dict[str, str]:
+def seal_overrides(
+    overrides: Mapping[str, str], secret_names: Iterable[str], vault: Vault
+) -> dict[str, str]:
     secret = set(secret_names)
     return {k: vault.seal(v) if k in secret and v else v for k, v in overrides.items()}
 

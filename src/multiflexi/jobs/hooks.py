@@ -1,8 +1,10 @@
 """Job events for integrations (Zabbix, metrics, actions), so the core imports none of them.
 
-A hook is any object with some of the methods of :class:`JobHook`. Hooks are found through
-the ``multiflexi.hooks`` entry-point group and by :func:`register`. A failing hook is
-logged once per call and never changes a job.
+A hook is any object with some of the methods of :class:`JobHook`. Hooks are found in
+:data:`BUILTIN` (import paths of factories that are always tried: the action runner and
+the Zabbix reporter), through the ``multiflexi.hooks`` entry-point group and by
+:func:`register`. A factory may return None to stay off (Zabbix without ZABBIX_SERVER).
+A failing hook is logged once per call and never changes a job.
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ class JobHook(Protocol):
 
 _registered: list[Callable[[Settings], Any]] = []
 
+#: "module:factory" of the hooks MultiFlexi always tries, imported only when needed.
+BUILTIN: tuple[str, ...] = (
+    "multiflexi.monitoring.zabbix:hook_factory",
+    "multiflexi.actions.runner:hook_factory",
+)
+
+
+def _import(path: str) -> Callable[[Settings], Any]:
+    import importlib
+
+    module, _, attr = path.partition(":")
+    factory: Callable[[Settings], Any] = getattr(importlib.import_module(module), attr)
+    return factory
+
 
 def register(factory: Callable[[Settings], Any]) -> None:
     """Add a hook factory, called with the settings; it may return None to stay off."""
@@ -48,7 +64,13 @@ def register(factory: Callable[[Settings], Any]) -> None:
 def load_hooks(settings: Settings) -> list[Any]:
     from importlib.metadata import entry_points
 
-    factories = list(_registered)
+    factories: list[Callable[[Settings], Any]] = []
+    for path in BUILTIN:
+        try:
+            factories.append(_import(path))
+        except Exception as exc:
+            log.warning("action=load_hook hook=%s error=%r", path, exc)
+    factories.extend(f for f in _registered if f not in factories)
     for ep in entry_points(group="multiflexi.hooks"):
         try:
             factories.append(ep.load())
@@ -75,4 +97,10 @@ def emit(hooks: list[Any], event: JobEvent) -> None:
         try:
             fn(event)
         except Exception as exc:
-            log.warning("action=hook hook=%s phase=%s job_id=%s error=%r", type(hook).__name__, event.phase, event.job_id, exc)
+            log.warning(
+                "action=hook hook=%s phase=%s job_id=%s error=%r",
+                type(hook).__name__,
+                event.phase,
+                event.job_id,
+                exc,
+            )

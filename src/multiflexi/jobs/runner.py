@@ -223,9 +223,7 @@ class JobRunner:
 
         def started(pid: int) -> None:
             def write(session: Session) -> None:
-                session.execute(
-                    update(Job).where(Job.id == prepared.job_id).values(pid=pid)
-                )
+                session.execute(update(Job).where(Job.id == prepared.job_id).values(pid=pid))
 
             self.db.run(write)
 
@@ -277,7 +275,12 @@ class JobRunner:
         result: ExecutionResult | None,
         exit_code: int | None = None,
     ) -> bool:
-        values: dict[str, Any] = {"status": status, "reason": reason, "end": utcnow(), "lease_until": None}
+        values: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "end": utcnow(),
+            "lease_until": None,
+        }
         if result is not None:
             values.update(
                 exitcode=result.exit_code,
@@ -329,10 +332,7 @@ class JobRunner:
             job = session.get(Job, claim.job_id)
             if job is None:
                 return
-            have = {
-                a.kind
-                for a in session.query(Artifact).filter(Artifact.job_id == claim.job_id)
-            }
+            have = {a.kind for a in session.query(Artifact).filter(Artifact.job_id == claim.job_id)}
             for stream in ("stdout", "stderr"):
                 if stream in have:
                     continue

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict, Invalid, NotFound
+from multiflexi.env.layers import Env
 from multiflexi.jobs import environment
 from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
 from multiflexi.queue import enqueue
@@ -160,7 +161,7 @@ def create_job(
     return job
 
 
-def _store_command(job: Job, app: App, env: environment.Env) -> None:
+def _store_command(job: Job, app: App, env: Env) -> None:
     """Record the command line with secrets redacted; a bad template is recorded, not raised."""
     from multiflexi.env.cmdline import build_argv, display, redact_argv
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from multiflexi.env.layers import Env
 from multiflexi.jobs import environment
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import App, Company, Job
@@ -14,7 +15,9 @@ if TYPE_CHECKING:
     from multiflexi.storage.database import Database
 
 
-def _load(db: Database, settings: Settings, job_id: int, reveal: bool) -> tuple[Job, App, Company, environment.Env]:
+def _load(
+    db: Database, settings: Settings, job_id: int, reveal: bool
+) -> tuple[Job, App, Company, Env]:
     from multiflexi.jobs.service import get_job
 
     with db.read() as session:

@@ -21,7 +21,9 @@ from multiflexi.cli.output import emit
 @command("job:list", "job:ls")
 @click.option("--status", help="Only jobs in these states (comma-separated).")
 @click.option("--company", help="Company id or slug.")
-@click.option("--runtemplate", "--template", "--runtemplate_id", "runtemplate", help="Run template id.")
+@click.option(
+    "--runtemplate", "--template", "--runtemplate_id", "runtemplate", help="Run template id."
+)
 @click.option("--app", help="Application id or name.")
 @click.option("--since", help="Created since: 30d, 2h, or a date.")
 @click.option("--limit", default="50", show_default=True)
@@ -117,7 +119,14 @@ def job_show(
 
 
 @command("job:create")
-@click.option("--template", "--runtemplate", "--runtemplate_id", "template", required=True, help="Run template id.")
+@click.option(
+    "--template",
+    "--runtemplate",
+    "--runtemplate_id",
+    "template",
+    required=True,
+    help="Run template id.",
+)
 @click.option("--company", "--company_id", "company", help="Company id (must own the template).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="One-off variable (repeatable).")
 @click.option("--at", "--scheduled", "at", help="Not before: now, +10m, or a time.")
@@ -143,18 +152,23 @@ def job_create(
         at=when,
         executor=executor,
     )
-    data = {"job_id": job.id, "status": job.status, "not_before": job.schedule, "runtemplate_id": job.runtemplate_id}
+    data = {
+        "job_id": job.id,
+        "status": job.status,
+        "not_before": job.schedule,
+        "runtemplate_id": job.runtemplate_id,
+    }
     emit(data, ctx.fmt, text=f"Job {job.id} created ({job.status}).")
 
 
 def _company_id(value: str) -> int:
     if value.isdigit():
         return int(value)
-    from multiflexi.companies.service import get_company
+    from multiflexi.companies.service import find_company
 
     ctx = cli_context()
     with ctx.db.read() as s:
-        return get_company(s, slug=value).id
+        return find_company(s, slug=value).id
 
 
 @command("run-template:schedule", "runtemplate:schedule")
@@ -176,12 +190,24 @@ def runtemplate_schedule(
         ctx.db,
         ctx.settings,
         runtemplate_id=parse_int(rt_id, "--id"),
-        overrides={**parse_assignments(config, "--config K=V"), **parse_assignments(env, "--env K=V")},
+        overrides={
+            **parse_assignments(config, "--config K=V"),
+            **parse_assignments(env, "--env K=V"),
+        },
         at=at,
         executor=executor,
     )
-    data = {"runtemplate_id": job.runtemplate_id, "scheduled": at, "executor": job.executor, "job_id": job.id}
-    emit(data, ctx.fmt, text=f"RunTemplate {job.runtemplate_id} scheduled for execution at {at.isoformat()}\nExecutor: {job.executor}\nJob ID: {job.id}")
+    data = {
+        "runtemplate_id": job.runtemplate_id,
+        "scheduled": at,
+        "executor": job.executor,
+        "job_id": job.id,
+    }
+    emit(
+        data,
+        ctx.fmt,
+        text=f"RunTemplate {job.runtemplate_id} scheduled for execution at {at.isoformat()}\nExecutor: {job.executor}\nJob ID: {job.id}",
+    )
 
 
 def _tee(stream: str, data: bytes) -> None:
@@ -229,7 +255,9 @@ def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -
 @command("job:logs", "job:output")
 @id_argument()
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new output until the job ends.")
-@click.option("--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both", show_default=True)
+@click.option(
+    "--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both", show_default=True
+)
 def job_logs(pos_id: str | None, opt_id: str | None, follow: bool, stream: str) -> None:
     """Print a job's output, byte-exact; with --follow, as it arrives."""
     from multiflexi.jobs.logs import follow_output

@@ -1,0 +1,1 @@
+"""Companies (tenants): slugs, records, environment, and assigned applications."""

@@ -1,0 +1,1 @@
+"""Run templates: an application configured for a company, with schedule and limits."""

@@ -1,0 +1,1 @@
+"""Scheduling: interval codes and cron arithmetic in time zones (``calendar``)."""
