@@ -1,0 +1,399 @@
+"""The Native executor: a local process started from an argv list, never a shell.
+
+``argv`` runs with exactly ``spec.env``, in ``spec.cwd``, stdin from /dev/null, as the
+leader of a new session, so its whole process group can be signalled. stdout and stderr
+are read concurrently and handed to the sink chunk by chunk, byte-exact and never
+accumulated. A timeout or ``cancel`` means SIGTERM, ``kill_grace``, SIGKILL. When the main
+process exits, the rest of its group and every descendant seen escaping it are killed,
+the pipes drained (2 s at most) and closed. ``os.wait4`` gives the status, CPU and memory.
+docs/executor.md tells the whole story.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psutil
+
+from multiflexi.executors.base import (
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    ExecutionResult,
+    LaunchSpec,
+    OutputSink,
+)
+
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20
+TICK = 0.25
+#: When pidfd is unavailable, how often to look whether the process has exited.
+POLL = 0.05
+#: After the drain deadline, how much is still read from a pipe without waiting: what
+#: the killed processes left in the pipe buffer, but not a live writer's endless stream.
+FINAL_READ = 4 * PIPE_SIZE
+#: Memory is sampled this often during the first SAMPLE_FAST_FOR seconds (short jobs),
+#: then every tick.
+SAMPLE_FAST = 0.02
+SAMPLE_FAST_FOR = 2.0
+
+
+def _vm_hwm_kb(pid: int | str) -> int:
+    """Peak RSS (``VmHWM``, KiB) of a live process's current address space; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _launch_failure(spec: LaunchSpec, exc: Exception, started: datetime) -> ExecutionResult:
+    """A process that never started, reported as a shell would (127 / 126)."""
+    program = spec.argv[0] if spec.argv else ""
+    filename = getattr(exc, "filename", None)
+    if isinstance(filename, os.PathLike):  # Popen reports a failed chdir with our cwd
+        filename = os.fspath(filename)
+    why = getattr(exc, "strerror", None) or str(exc)
+    if not spec.argv:
+        code, error = EXIT_NOT_FOUND, "the command line is empty"
+    elif filename is not None and filename == os.fspath(spec.cwd) and filename != program:
+        code, error = EXIT_NOT_EXECUTABLE, f"cannot enter working directory {filename}: {why}"
+    elif isinstance(exc, FileNotFoundError):
+        code, error = EXIT_NOT_FOUND, f"executable not found: {program}"
+    elif isinstance(exc, PermissionError):
+        code, error = EXIT_NOT_EXECUTABLE, f"permission denied: {program}"
+    else:
+        code, error = EXIT_NOT_EXECUTABLE, f"cannot execute {program}: {why}"
+    return ExecutionResult(
+        exit_code=code, signal=None, timed_out=False, pid=None, started=started,
+        ended=datetime.now(UTC), wall_seconds=0.0, cpu_user=0.0, cpu_system=0.0,
+        max_rss_kb=0, error=error,
+    )  # fmt: skip
+
+
+class NativeExecutor:
+    """Runs a job as a local process; see the module documentation."""
+
+    name = "Native"
+
+    def __init__(
+        self, *, tick: float = TICK, track_every: float = TICK, drain_seconds: float = 2.0
+    ) -> None:
+        #: ``track_every``: how often descendants are listed (psutil reads every process
+        #: of the host, ~20 µs each: raise it on a host with very many processes).
+        self.tick, self.track_every, self.drain_seconds = tick, track_every, drain_seconds
+
+    def launch(
+        self,
+        spec: LaunchSpec,
+        sink: OutputSink,
+        *,
+        on_start: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecutionResult:
+        """Run ``spec`` to the end; launch failures are returned, not raised.
+
+        If ``sink`` or ``on_start`` raises, the process tree is killed and reaped before
+        the exception propagates.
+        """
+        started, t0 = datetime.now(UTC), time.monotonic()
+        try:
+            if not spec.argv:
+                raise ValueError("the command line is empty")
+            proc = subprocess.Popen(
+                spec.argv,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                bufsize=0,
+            )
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+            return _launch_failure(spec, exc, started)
+        run = _Run(proc, spec, sink, cancel, (started, t0), self)
+        finished = False
+        try:
+            if on_start is not None:
+                on_start(proc.pid)
+            run.watch()
+            run.finish()
+            finished = True
+        finally:
+            if not finished:
+                run.abort()
+        return run.result()
+
+
+class _Run:
+    """One running process and everything needed to see it to the end."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        spec: LaunchSpec,
+        sink: OutputSink,
+        cancel: threading.Event | None,
+        started: tuple[datetime, float],
+        executor: NativeExecutor,
+    ) -> None:
+        self.proc, self.pid, self.spec, self.sink, self.cancel = proc, proc.pid, spec, sink, cancel
+        self.started, self.t0 = started
+        self.tick_every, self.drain_seconds = executor.tick, executor.drain_seconds
+        self.track_every = executor.track_every
+        self.next_tick = self.next_track = self.t0 + self.tick_every
+        self.selector = selectors.DefaultSelector()
+        self.open_streams = 0
+        for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            assert pipe is not None
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):  # a bigger pipe means fewer wake-ups
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            self.selector.register(fd, selectors.EVENT_READ, stream)
+            self.open_streams += 1
+        self.pidfd: int | None = None
+        try:  # readable once the process has exited: no polling needed
+            self.pidfd = os.pidfd_open(self.pid)
+            self.selector.register(self.pidfd, selectors.EVENT_READ, None)
+        except (OSError, AttributeError):
+            self.pidfd = None
+        self.seen: dict[int, psutil.Process] = {}
+        # Linux counts the address space a child had before exec into its ru_maxrss, and
+        # Popen's vfork child had ours: every job would report at least this process's
+        # peak. Read it now (after the exec, so it bounds what was counted); a wait4
+        # figure above it is the job's own, otherwise we fall back to sampling the job's
+        # VmHWM (see SAMPLE_FAST).
+        self.baseline_kb = _vm_hwm_kb("self")
+        self.peak_kb = _vm_hwm_kb(self.pid)
+        self.next_sample = self.t0 + SAMPLE_FAST
+        self.timed_out = self.cancelled = False
+        self.term_sent: float | None = None
+        self.kill_sent = self.reaped = self.closed = False
+        self.status: int | None = None
+        self.rusage: resource.struct_rusage | None = None
+        self.exited_at: float | None = None
+        self.ended: datetime | None = None
+
+    # -- while the main process runs -------------------------------------------------
+
+    def watch(self) -> None:
+        """Stream output, tick, and enforce timeout and cancel until the main process
+        exits (it is then a zombie: its pid and group id cannot be reused yet)."""
+        spec = self.spec
+        deadline = None if spec.timeout is None else self.t0 + spec.timeout
+        while not self._exited():
+            now = time.monotonic()
+            if now >= self.next_tick:
+                self._tick(now, track=True)
+            if now >= self.next_sample:
+                self._sample(now)
+            if self.term_sent is None:
+                if deadline is not None and now >= deadline:
+                    self.timed_out = True
+                    self._terminate(now)
+                elif self.cancel is not None and self.cancel.is_set():
+                    self.cancelled = True
+                    self._terminate(now)
+            elif not self.kill_sent and now >= self.term_sent + spec.kill_grace:
+                self._signal_all(signal.SIGKILL)
+                self.kill_sent = True
+            wait = min(self.next_tick, self.next_sample) - now
+            if self.term_sent is None and deadline is not None:
+                wait = min(wait, deadline - now)
+            elif self.term_sent is not None and not self.kill_sent:
+                wait = min(wait, self.term_sent + spec.kill_grace - now)
+            if self.pidfd is None:
+                wait = min(wait, POLL)
+            self._read(max(wait, 0.0))
+        self.exited_at = time.monotonic()
+        self.ended = datetime.now(UTC)
+
+    def _exited(self) -> bool:
+        try:
+            # WNOWAIT: look without reaping, so the pid stays ours while we kill the group.
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped behind our back; nothing left to wait for
+            return True
+        return info is not None
+
+    def _tick(self, now: float, *, track: bool) -> None:
+        if track and now >= self.next_track:
+            self._track()
+            self.next_track = now + self.track_every
+        self.next_tick = now + self.tick_every
+        self.sink.tick()
+
+    def _sample(self, now: float) -> None:
+        pids = [self.pid, *self.seen]
+        self.peak_kb = max(self.peak_kb, *(_vm_hwm_kb(pid) for pid in pids))
+        fast = now - self.t0 < SAMPLE_FAST_FOR
+        self.next_sample = now + (SAMPLE_FAST if fast else self.tick_every)
+
+    def _track(self) -> None:
+        """Remember every descendant alive now, so that one that leaves the process group
+        (setsid, double fork) can still be killed at the end."""
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        current = {child.pid: child for child in children}
+        for pid, proc in list(self.seen.items()):
+            if pid not in current and not proc.is_running():
+                del self.seen[pid]
+        for pid, child in current.items():
+            self.seen.setdefault(pid, child)
+
+    def _terminate(self, now: float) -> None:
+        self._track()
+        self._signal_all(signal.SIGTERM)
+        self.term_sent = now
+
+    def _signal_all(self, sig: int) -> None:
+        if not self.reaped:  # only while the leader's pid pins the group id
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+        for proc in self.seen.values():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)  # psutil checks the pid was not reused
+
+    def _read(self, timeout: float, limit: int = CHUNK) -> int:
+        """Wait up to ``timeout`` and hand what the pipes have to the sink."""
+        total = 0
+        for key, _ in self.selector.select(timeout):
+            if key.data is None:  # the pidfd: the process exited
+                continue
+            fd = int(key.fd)
+            try:
+                data = os.read(fd, min(CHUNK, limit))
+            except BlockingIOError:
+                continue
+            if data:
+                total += len(data)
+                self.sink.write(key.data, data)
+            else:
+                self.selector.unregister(fd)
+                self.open_streams -= 1
+        return total
+
+    # -- after the main process exited --------------------------------------------------
+
+    def finish(self) -> None:
+        """Kill what is left, drain the pipes (bounded), reap."""
+        self._signal_all(signal.SIGKILL)
+        if self.pidfd is not None:
+            self.selector.unregister(self.pidfd)
+        deadline = time.monotonic() + self.drain_seconds
+        while self.open_streams:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= self.next_tick:
+                self._tick(now, track=False)
+            self._read(min(deadline, self.next_tick) - now)
+        # Whatever the killed processes left in the pipe buffers is still output; read
+        # it without waiting, but no more than a few buffers' worth.
+        budget = FINAL_READ
+        while self.open_streams and budget > 0:
+            got = self._read(0.0, budget)
+            if not got:
+                break
+            budget -= got
+        self._close()
+        self._reap()
+
+    def abort(self) -> None:
+        """Something went wrong on our side: kill everything, reap, close, quietly."""
+        self._signal_all(signal.SIGKILL)
+        self._close()
+        self._reap()
+        if self.ended is None:
+            self.exited_at, self.ended = time.monotonic(), datetime.now(UTC)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.selector.close()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+
+    def _reap(self) -> None:
+        if self.reaped:
+            return
+        try:
+            _, self.status, self.rusage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            self.status = None
+        self.reaped = True
+        # Popen must not try to wait for the pid again (or warn that it is "still
+        # running"); it learns the outcome we already collected.
+        self.proc.returncode = (
+            os.waitstatus_to_exitcode(self.status) if self.status is not None else -1
+        )
+
+    def _max_rss_kb(self) -> int:
+        reported = self.rusage.ru_maxrss if self.rusage is not None else 0
+        if reported > self.baseline_kb:
+            return max(reported, self.peak_kb)
+        # Not above what our own address space put there: only the samples are the job's
+        # (0 for a process gone before the first one; better unknown than our own peak).
+        return self.peak_kb
+
+    def result(self) -> ExecutionResult:
+        """The outcome, from the status and resource usage ``wait4`` returned."""
+        exit_code: int | None = None
+        sig: int | None = None
+        error: str | None = None
+        status = self.status
+        if status is None:
+            error = "the exit status was collected by someone else"
+        elif os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            error = f"killed by signal {_signal_name(sig)}"
+        else:
+            exit_code = os.WEXITSTATUS(status)
+        if self.timed_out:
+            error = f"timeout after {self.spec.timeout:g} s"
+        elif self.cancelled:
+            error = "cancelled"
+        usage = self.rusage
+        exited_at = self.exited_at if self.exited_at is not None else time.monotonic()
+        return ExecutionResult(
+            exit_code=exit_code,
+            signal=sig,
+            timed_out=self.timed_out,
+            pid=self.pid,
+            started=self.started,
+            ended=self.ended or datetime.now(UTC),
+            wall_seconds=exited_at - self.t0,
+            cpu_user=usage.ru_utime if usage is not None else 0.0,
+            cpu_system=usage.ru_stime if usage is not None else 0.0,
+            max_rss_kb=self._max_rss_kb(),
+            error=error,
+            cancelled=self.cancelled,
+        )

@@ -1,0 +1,1 @@
+"""Exporting a job for a human: its environment as a .env file, or a launcher script."""
