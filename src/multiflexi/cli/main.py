@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None, prog_name: str = "multiflexi-cli") -> in
         if fmt_json or obj.fmt == "json":
             from multiflexi.cli.output import to_json
 
-            click.echo(to_json({"status": "error", "message": exc.message}))
+            payload: dict[str, object] = {"status": "error", "message": exc.message}
+            violations = getattr(exc, "violations", None)
+            if violations:
+                payload["violations"] = violations
+            click.echo(to_json(payload))
         click.echo(f"error: {_error_line(exc.message)}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:

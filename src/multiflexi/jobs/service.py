@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.env.layers import Env
+from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.jobs import environment
 from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
 from multiflexi.queue import enqueue
