@@ -69,7 +69,9 @@ def make_setup(
             app.exit_codes.append(AppExitCode(exit_code=code, description=desc, severity=severity))
         for i, (pattern, desc) in enumerate((artifacts or {}).items()):
             app.artifact_patterns.append(AppArtifact(path=pattern, description=desc, position=i))
-        company = Company(name=f"Acme {uuidlib.uuid4().hex[:4]}", slug=f"{slug}_{uuidlib.uuid4().hex[:4]}")
+        company = Company(
+            name=f"Acme {uuidlib.uuid4().hex[:4]}", slug=f"{slug}_{uuidlib.uuid4().hex[:4]}"
+        )
         s.add_all([app, company])
         s.flush()
         from multiflexi.storage.models import CompanyEnv

@@ -25,17 +25,24 @@ def demo(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     company_id = company.get("company_id", company.get("id"))
     rt = cli.json(
         "run-template:create",
-        "--name", "nightly report",
-        "--app_id", app["id"],
-        "--company_id", company_id,
-        "--config", "ROWS=3",
-        "--config", "API_TOKEN=tok-very-secret",
+        "--name",
+        "nightly report",
+        "--app_id",
+        app["id"],
+        "--company_id",
+        company_id,
+        "--config",
+        "ROWS=3",
+        "--config",
+        "API_TOKEN=tok-very-secret",
     )
     rt_id = rt.get("runtemplate_id", rt.get("id"))
     return {"app": app["id"], "company": company_id, "rt": rt_id}
 
 
-def test_the_seed_walkthrough_works_as_documented(cli: Cli, demo: dict[str, int], tmp_path: Path) -> None:
+def test_the_seed_walkthrough_works_as_documented(
+    cli: Cli, demo: dict[str, int], tmp_path: Path
+) -> None:
     assert "nightly report" in cli.ok("runtemplate:list").stdout
     assert "ROWS" in cli.ok(f"runtemplate:show {demo['rt']}").stdout
     assert "acme_corp" in cli.ok("company:list").stdout
@@ -73,11 +80,18 @@ def test_the_seed_walkthrough_works_as_documented(cli: Cli, demo: dict[str, int]
 
     cli.ok(f"job:delete {job_id}")
     assert cli(f"job:show {job_id}").exit_code == 1
-    assert cli.json(f"job:list") == []
+    assert cli.json("job:list") == []
 
 
 def test_unknown_ids_give_one_clear_line_and_exit_1(cli: Cli) -> None:
-    for command in ("job:show 999", "job:run 999", "job:delete 999", "artifact:show 5", "artifact:list --job 7", "job:create --template 42"):
+    for command in (
+        "job:show 999",
+        "job:run 999",
+        "job:delete 999",
+        "artifact:show 5",
+        "artifact:list --job 7",
+        "job:create --template 42",
+    ):
         res = cli(command)
         assert res.exit_code == 1, command
         assert res.stderr.count("\n") == 1 and "not found" in res.stderr, (command, res.stderr)
@@ -92,20 +106,40 @@ def test_job_run_exits_with_the_jobs_exit_code(cli: Cli, demo: dict[str, int]) -
     assert record["status"] == "failed" and record["exit_meaning"] == "Upstream not reachable"
 
 
-def test_the_console_scripts_reproduce_the_job(cli: Cli, demo: dict[str, int], tmp_path: Path) -> None:
+def test_the_console_scripts_reproduce_the_job(
+    cli: Cli, demo: dict[str, int], tmp_path: Path
+) -> None:
     job_id = cli.json(f"job:create --template {demo['rt']}")["job_id"]
     cli.ok(f"job:run {job_id}")
     env = {**os.environ, **cli.env}
     bindir = Path(sys.executable).parent
-    script = subprocess.run([bindir / "multiflexi-job2script", str(job_id), "--reveal", "--yes"], env=env, capture_output=True, text=True, check=True).stdout
+    script = subprocess.run(
+        [bindir / "multiflexi-job2script", str(job_id), "--reveal", "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = tmp_path / "job.sh"
     path.write_text(script)
     outdir = tmp_path / "replay"
     outdir.mkdir()
-    replay = subprocess.run(["bash", str(path)], env={"PATH": env["PATH"], "MULTIFLEXI_TMP_OVERRIDE": str(outdir)}, capture_output=True, text=True, cwd=outdir)
+    replay = subprocess.run(
+        ["bash", str(path)],
+        env={"PATH": env["PATH"], "MULTIFLEXI_TMP_OVERRIDE": str(outdir)},
+        capture_output=True,
+        text=True,
+        cwd=outdir,
+    )
     assert replay.returncode == 0, replay.stderr
     assert "connecting with token tok-very-secret" in replay.stdout
-    envfile = subprocess.run([bindir / "multiflexi-job2env", str(job_id)], env=env, capture_output=True, text=True, check=True).stdout
+    envfile = subprocess.run(
+        [bindir / "multiflexi-job2env", str(job_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     from dotenv import dotenv_values
 
     values = dotenv_values(stream=__import__("io").StringIO(envfile))

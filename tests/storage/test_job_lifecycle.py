@@ -44,7 +44,9 @@ def artifacts(db: Database, job_id: int) -> dict[str, tuple[Artifact, bytes]]:
     return {a.filename: (a, b"".join(blobs.iter_content(db, a.id))) for a in arts}
 
 
-def test_a_job_runs_to_success_and_leaves_a_complete_record(any_db: Database, tmp_path: Path) -> None:
+def test_a_job_runs_to_success_and_leaves_a_complete_record(
+    any_db: Database, tmp_path: Path
+) -> None:
     script = make_script(tmp_path, PROBE)
     _, company_id, rt_id = make_setup(
         any_db,
@@ -79,13 +81,17 @@ def test_a_job_runs_to_success_and_leaves_a_complete_record(any_db: Database, tm
     assert "DB_PASSWORD" not in seen["env"]
     sources = {v["name"]: v["source"] for v in job.env}
     assert sources["GREETING"].startswith("app:") and sources["EXTRA"] == "override"
-    assert sources["TOKEN"].startswith("runtemplate:") and sources["COMPANY_ONLY"].startswith("company:")
+    assert sources["TOKEN"].startswith("runtemplate:") and sources["COMPANY_ONLY"].startswith(
+        "company:"
+    )
     stored = json.dumps(job.env)
     assert "s3cr3t-value" not in stored
     assert not Path(job.workdir).exists()
 
 
-def test_a_failing_exit_code_fails_the_job_with_the_apps_own_meaning(any_db: Database, tmp_path: Path) -> None:
+def test_a_failing_exit_code_fails_the_job_with_the_apps_own_meaning(
+    any_db: Database, tmp_path: Path
+) -> None:
     script = make_script(tmp_path, PROBE)
     _, _, rt_id = make_setup(
         any_db,
@@ -104,7 +110,11 @@ def test_a_failing_exit_code_fails_the_job_with_the_apps_own_meaning(any_db: Dat
         ({"executable": "/nonexistent/tool"}, 127, "executable not found: /nonexistent/tool"),
         ({"executable": "NONEXEC"}, 126, "executable not executable"),
         ({"fields": {"NEEDED": {"required": True}}}, 78, "required value missing: NEEDED"),
-        ({"fields": {"INPUT": {"type": "file-path", "defval": "/no/such/file"}}}, 66, "input file missing: INPUT=/no/such/file"),
+        (
+            {"fields": {"INPUT": {"type": "file-path", "defval": "/no/such/file"}}},
+            66,
+            "input file missing: INPUT=/no/such/file",
+        ),
         ({"cmdparams": "'unterminated"}, 78, "quot"),
     ],
 )
@@ -126,12 +136,16 @@ def test_preexecution_failures_end_the_job_failed_with_a_precise_reason(
     assert reason.encode() in arts["stderr.txt"][1]
 
 
-def test_an_output_directory_that_cannot_be_created_fails_the_job(tmp_path: Path, sqlite_db: Database) -> None:
+def test_an_output_directory_that_cannot_be_created_fails_the_job(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
     from multiflexi.config import settings_from_values
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    settings = settings_from_values({**sqlite_db.settings.raw, "MULTIFLEXI_JOBS_DIR": str(blocker / "jobs")})
+    settings = settings_from_values(
+        {**sqlite_db.settings.raw, "MULTIFLEXI_JOBS_DIR": str(blocker / "jobs")}
+    )
     db = Database(settings)
     _, _, rt_id = make_setup(db, cmdparams="-c pass")
     job = run(db, rt_id)
@@ -139,7 +153,9 @@ def test_an_output_directory_that_cannot_be_created_fails_the_job(tmp_path: Path
     assert "output directory not creatable" in job.reason
 
 
-def test_a_job_over_its_timeout_is_killed_and_fails_with_reason_timeout(sqlite_db: Database) -> None:
+def test_a_job_over_its_timeout_is_killed_and_fails_with_reason_timeout(
+    sqlite_db: Database,
+) -> None:
     _, _, rt_id = make_setup(sqlite_db, cmdparams="-c 'import time; time.sleep(30)'", timeout=1)
     job = run(sqlite_db, rt_id)
     assert job.status == JobStatus.FAILED
@@ -149,7 +165,9 @@ def test_a_job_over_its_timeout_is_killed_and_fails_with_reason_timeout(sqlite_d
 
 def test_binary_output_is_stored_byte_exact(any_db: Database, tmp_path: Path) -> None:
     payload = bytes(range(256)) * 5000 + b"\xff\xfe\x00 invalid utf8 \xc3\x28"
-    code = f"import sys; sys.stdout.buffer.write({payload!r}); sys.stderr.buffer.write(b'\\x00\\x01')"
+    code = (
+        f"import sys; sys.stdout.buffer.write({payload!r}); sys.stderr.buffer.write(b'\\x00\\x01')"
+    )
     _, _, rt_id = make_setup(any_db, cmdparams=str(make_script(tmp_path, code)))
     job = run(any_db, rt_id)
     arts = artifacts(any_db, job.id)
@@ -159,15 +177,28 @@ def test_binary_output_is_stored_byte_exact(any_db: Database, tmp_path: Path) ->
     assert arts["stderr.txt"][1] == b"\x00\x01"
 
 
-def test_secret_values_echoed_to_output_are_masked_but_result_files_are_not(sqlite_db: Database, tmp_path: Path) -> None:
-    script = make_script(tmp_path, "import os; t = os.environ['TOKEN']; print('token=' + t); open(os.environ['MULTIFLEXI_TMP'] + '/t.txt', 'w').write(t)")
+def test_secret_values_echoed_to_output_are_masked_but_result_files_are_not(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    script = make_script(
+        tmp_path,
+        "import os; t = os.environ['TOKEN']; print('token=' + t); open(os.environ['MULTIFLEXI_TMP'] + '/t.txt', 'w').write(t)",
+    )
     fields = {"TOKEN": {"type": "password"}}
-    _, _, rt_id = make_setup(sqlite_db, cmdparams=str(script), fields=fields, config={"TOKEN": "hunter2-secret"})
+    _, _, rt_id = make_setup(
+        sqlite_db, cmdparams=str(script), fields=fields, config={"TOKEN": "hunter2-secret"}
+    )
     job = run(sqlite_db, rt_id)
     arts = artifacts(sqlite_db, job.id)
     assert arts["stdout.txt"][1] == b"token=****\n"
     assert arts["t.txt"][1] == b"hunter2-secret"
-    _, _, rt2 = make_setup(sqlite_db, cmdparams=str(script), fields=fields, config={"TOKEN": "hunter2-secret"}, mask_secrets=False)
+    _, _, rt2 = make_setup(
+        sqlite_db,
+        cmdparams=str(script),
+        fields=fields,
+        config={"TOKEN": "hunter2-secret"},
+        mask_secrets=False,
+    )
     job2 = run(sqlite_db, rt2)
     assert artifacts(sqlite_db, job2.id)["stdout.txt"][1] == b"token=hunter2-secret\n"
 
@@ -181,7 +212,13 @@ def test_a_job_is_claimed_once(any_db: Database) -> None:
 
 
 def test_failed_jobs_are_retried_up_to_max_attempts(sqlite_db: Database) -> None:
-    _, _, rt_id = make_setup(sqlite_db, cmdparams="-c 'raise SystemExit(4)'", max_attempts=2, retry_backoff="fixed", retry_min_gap=60)
+    _, _, rt_id = make_setup(
+        sqlite_db,
+        cmdparams="-c 'raise SystemExit(4)'",
+        max_attempts=2,
+        retry_backoff="fixed",
+        retry_min_gap=60,
+    )
     first = run(sqlite_db, rt_id)
     with sqlite_db.read() as s:
         retry = s.scalars(select(Job).where(Job.retry_of == first.id)).one()
@@ -213,7 +250,9 @@ def test_output_is_visible_while_the_job_runs(sqlite_db: Database, tmp_path: Pat
     _, _, rt_id = make_setup(sqlite_db, cmdparams=str(script))
     job = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt_id)
     claim = claim_job(sqlite_db, job.id, "w", 60)
-    worker = threading.Thread(target=JobRunner(sqlite_db, sqlite_db.settings, job_hooks=[]).perform_job, args=(claim,))
+    worker = threading.Thread(
+        target=JobRunner(sqlite_db, sqlite_db.settings, job_hooks=[]).perform_job, args=(claim,)
+    )
     worker.start()
     seen = b""
     deadline = time.monotonic() + 5

@@ -255,6 +255,10 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "id": job.id,
         "status": job.status,
         "reason": job.reason,
+        "exitcode": job.exitcode,
+        "exit_meaning": describe_exit(job.exitcode, job.signal, meanings)
+        if is_final(job.status)
+        else "",
         "runtemplate_id": job.runtemplate_id,
         "runtemplate": rt.name if rt else None,
         "app_id": job.app_id,
@@ -271,10 +275,6 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "begin": job.begin,
         "end": job.end,
         "duration": duration,
-        "exitcode": job.exitcode,
-        "exit_meaning": describe_exit(job.exitcode, job.signal, meanings)
-        if is_final(job.status)
-        else "",
         "signal": job.signal,
         "command": job.command,
         "host": job.host,

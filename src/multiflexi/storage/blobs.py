@@ -117,7 +117,9 @@ def iter_content(db: Database, artifact_id: int, *, start_seq: int = 0) -> Itera
         yield data
 
 
-def iter_chunks(db: Database, artifact_id: int, *, start_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+def iter_chunks(
+    db: Database, artifact_id: int, *, start_seq: int = 0
+) -> Iterator[tuple[int, bytes]]:
     """Yield (seq, data) of the chunk rows from ``start_seq`` on, a few per query."""
     seq = start_seq
     batch = 8
@@ -139,9 +141,7 @@ def iter_chunks(db: Database, artifact_id: int, *, start_seq: int = 0) -> Iterat
 def chunk_count(db: Database, artifact_id: int) -> int:
     with db.read() as session:
         return int(
-            session.scalar(
-                select(func.count()).where(ArtifactChunk.artifact_id == artifact_id)
-            )
+            session.scalar(select(func.count()).where(ArtifactChunk.artifact_id == artifact_id))
             or 0
         )
 

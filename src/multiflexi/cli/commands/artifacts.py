@@ -65,7 +65,9 @@ def _write_to(path: str, artifact_id: int) -> int:
 
 @command("artifact:get")
 @id_argument()
-@click.option("--output", "-o", "--file", "output", help="Write the content to this file (- for stdout).")
+@click.option(
+    "--output", "-o", "--file", "output", help="Write the content to this file (- for stdout)."
+)
 def artifact_get(pos_id: str | None, opt_id: str | None, output: str | None) -> None:
     """Download an artifact byte-exact with --output; without it, show metadata and text."""
     from multiflexi.artifacts.service import artifact_record, get_artifact
@@ -92,7 +94,9 @@ def artifact_get(pos_id: str | None, opt_id: str | None, output: str | None) -> 
     if is_text and int(record["size"]) <= TEXT_PREVIEW_LIMIT:  # type: ignore[call-overload]
         from multiflexi.artifacts.service import stream_artifact
 
-        record["content"] = b"".join(stream_artifact(ctx.db, artifact_id)).decode("utf-8", "replace")
+        record["content"] = b"".join(stream_artifact(ctx.db, artifact_id)).decode(
+            "utf-8", "replace"
+        )
     if ctx.fmt == "json":
         emit(record, ctx.fmt)
         return

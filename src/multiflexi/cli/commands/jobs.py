@@ -62,10 +62,16 @@ def job_list(
 def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
     from multiflexi.cli.output import render_record, render_table
 
-    head = {k: v for k, v in record.items() if k not in ("artifacts", "actions")}
-    code = head.pop("exitcode")
-    meaning = head.pop("exit_meaning")
-    head["exitcode"] = f"{code} ({meaning})" if code is not None and meaning else code
+    head: dict[str, object] = {}
+    for key, value in record.items():
+        if key in ("artifacts", "actions", "exit_meaning", "output_tail"):
+            continue
+        if key == "exitcode":
+            meaning = record.get("exit_meaning")
+            value = f"{value} ({meaning})" if value is not None and meaning else value
+        elif key == "duration" and isinstance(value, float):
+            value = f"{value:.3f} s"
+        head[key] = value
     parts = [render_record(head)]
     arts = record["artifacts"]
     parts.append("\nArtifacts:\n" + (render_table(arts) if arts else "none"))  # type: ignore[arg-type]

@@ -5,9 +5,9 @@ from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
 from multiflexi.storage.models.base import Base
 from multiflexi.storage.models.companies import Company, CompanyApp, CompanyEnv
 from multiflexi.storage.models.credentials import (
+    CreData,
     Credential,
     CredentialType,
-    CreData,
     CrTypeField,
     RunTplCred,
 )
@@ -43,8 +43,8 @@ __all__ = [
     "CompanyEnv",
     "ConfField",
     "Configuration",
-    "CreData",
     "CrTypeField",
+    "CreData",
     "Credential",
     "CredentialType",
     "Job",

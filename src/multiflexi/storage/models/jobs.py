@@ -118,9 +118,7 @@ class ScheduledTick(Base):
     __table_args__ = (UniqueConstraint("runtemplate_id", "tick"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    runtemplate_id: Mapped[int] = mapped_column(
-        ForeignKey("runtemplate.id", ondelete="CASCADE")
-    )
+    runtemplate_id: Mapped[int] = mapped_column(ForeignKey("runtemplate.id", ondelete="CASCADE"))
     tick: Mapped[datetime] = mapped_column(UTCDateTime)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
