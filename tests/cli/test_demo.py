@@ -12,7 +12,9 @@ from tests.conftest import REPO
 
 def test_the_demo_runs_a_real_job_and_lists_its_artifacts(tmp_path: Path) -> None:
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
     }
     env["MULTIFLEXI_DATA_DIR"] = str(tmp_path / "data")
     for run in (1, 2):
