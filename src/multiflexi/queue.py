@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi.errors import Conflict, NotFound
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from multiflexi.storage.database import Database
 
 HOSTNAME = socket.gethostname()
+#: Another job of the same template. Built once: an alias of the wide job table is
+#: expensive to construct, and the claim runs for every job.
+_OTHER_JOB = aliased(Job, name="other_job")
 
 
 def new_worker_id(kind: str = "cli") -> str:
@@ -54,6 +57,7 @@ def enqueue(session: Session, job: Job, after: datetime, priority: int = 0) -> N
     session.add(ScheduleEntry(job=job.id, after=after, priority=priority))
     session.flush()
     session.refresh(job)
+    notify(session)
 
 
 def _overlap_blocked(session: Session, job: Job) -> Job | None:
@@ -129,7 +133,7 @@ def claim_next(
 
     def attempt(session: Session) -> Claim | None:
         moment = now or utcnow()
-        other = aliased(Job)
+        other = _OTHER_JOB
         busy_template = exists().where(
             and_(
                 other.runtemplate_id == Job.runtemplate_id,
@@ -185,8 +189,6 @@ def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
 
 
 def due_count(session: Session, now: datetime | None = None) -> int:
-    from sqlalchemy import func
-
     moment = now or utcnow()
     return int(
         session.scalar(
@@ -222,5 +224,111 @@ def release_now(db: Database, job_id: int) -> None:
         now = utcnow()
         session.execute(update(ScheduleEntry).where(ScheduleEntry.job == job_id).values(after=now))
         job.schedule = now
+        notify(session)
 
     db.run(attempt)
+
+
+# -- waking executors ----------------------------------------------------------------------
+
+#: The PostgreSQL channel an enqueue notifies; executors LISTEN on it.
+CHANNEL = "multiflexi_queue"
+
+
+def notify(session: Session) -> None:
+    """Wake listening executors when this transaction commits (PostgreSQL only; the
+    other backends are polled). NOTIFY is transactional: a rolled-back enqueue wakes no one."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def due_state(session: Session, now: datetime) -> tuple[bool, datetime | None]:
+    """Whether some job is due at ``now``, and the earliest not-before time after it.
+
+    A cheap read (no write lock on SQLite) that lets an idle executor skip the claim
+    transaction and sleep exactly until the next job is due.
+    """
+    due = session.scalar(select(ScheduleEntry.id).where(ScheduleEntry.after <= now).limit(1))
+    upcoming = session.scalar(
+        select(func.min(ScheduleEntry.after)).where(ScheduleEntry.after > now)
+    )
+    return due is not None, upcoming
+
+
+# -- overlap policy "skip" and clearing the queue -------------------------------------------
+
+SKIP_REASON = "skipped: previous run still running"
+WAITING = (JobStatus.LOADED, JobStatus.SCHEDULED)
+
+
+def _cancel(session: Session, job_ids: list[int], reason: str, now: datetime) -> list[int]:
+    """Cancel waiting jobs; a job claimed meanwhile by a worker is left alone."""
+    done = []
+    for job_id in job_ids:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(WAITING))
+            .values(status=JobStatus.CANCELLED, reason=reason, end=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == job_id))
+            done.append(job_id)
+    return done
+
+
+def skip_overlapping(db: Database, now: datetime | None = None) -> list[int]:
+    """Cancel due jobs of ``skip`` templates that already have a job running."""
+    moment = now or utcnow()
+    other = _OTHER_JOB
+    running = exists().where(
+        other.runtemplate_id == Job.runtemplate_id,
+        other.status == JobStatus.RUNNING,
+        other.id != Job.id,
+    )
+    stmt = (
+        select(Job.id)
+        .join(ScheduleEntry, ScheduleEntry.job == Job.id)
+        .join(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(ScheduleEntry.after <= moment, RunTemplate.overlap == "skip", running)
+    )
+    with db.read() as session:
+        candidates = list(session.scalars(stmt))
+    if not candidates:
+        return []
+    return db.run(lambda session: _cancel(session, candidates, SKIP_REASON, moment))
+
+
+def cancel_waiting(
+    db: Database,
+    *,
+    reason: str,
+    company_id: int | None = None,
+    runtemplate_id: int | None = None,
+    retries_only: bool = False,
+    now: datetime | None = None,
+) -> list[int]:
+    """Cancel the waiting jobs that match (all of them without filters); returns their ids.
+
+    ``retries_only`` picks the queued new attempts of failed or lost jobs.
+    """
+    stmt = select(Job.id).where(Job.status.in_(WAITING)).order_by(Job.id)
+    if company_id is not None:
+        stmt = stmt.where(Job.company_id == company_id)
+    if runtemplate_id is not None:
+        stmt = stmt.where(Job.runtemplate_id == runtemplate_id)
+    if retries_only:
+        stmt = stmt.where(Job.retry_of.is_not(None))
+    moment = now or utcnow()
+    with db.read() as session:
+        ids = list(session.scalars(stmt))
+    cancelled: list[int] = []
+    for start in range(0, len(ids), 500):  # short transactions, whatever the queue length
+        part = ids[start : start + 500]
+
+        def cancel(session: Session, part: list[int] = part) -> list[int]:
+            return _cancel(session, part, reason, moment)
+
+        cancelled += db.run(cancel)
+    return cancelled
+

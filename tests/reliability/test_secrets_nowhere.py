@@ -150,7 +150,7 @@ def test_reveal_shows_the_secret_only_when_asked(planted: tuple[Cli, Database, i
 def test_the_sqlite_file_holds_no_clear_secret_and_is_private(
     planted: tuple[Cli, Database, int],
 ) -> None:
-    _, db, job_id = planted
+    _, db, _ = planted
     if db.dialect != "sqlite":
         pytest.skip("file check is for the embedded database")
     with db.engine.connect() as conn:
