@@ -67,6 +67,10 @@ KNOWN_KEYS = frozenset(
 )
 
 
+#: Families of keys whose members are defined elsewhere (action option defaults).
+OPEN_PREFIXES = ("MULTIFLEXI_ACTION_",)
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -197,7 +201,9 @@ def load_settings(
     unknown = sorted(
         k
         for k in file_values
-        if (k.startswith("MULTIFLEXI_") or k.startswith("DB_")) and k not in KNOWN_KEYS
+        if (k.startswith("MULTIFLEXI_") or k.startswith("DB_"))
+        and k not in KNOWN_KEYS
+        and not k.startswith(OPEN_PREFIXES)
     )
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]} in {path}")
