@@ -102,7 +102,7 @@ def test_create_assigns_the_app_and_uses_its_name_by_default(
 def test_create_with_every_setting(cli: Any, sqlite_db: Database, world: dict[str, int]) -> None:
     rt_id = create(
         cli, world,
-        "--name", "Every", "--cron", "30 2 * * *", "--delay", "60", "--executor", "Podman",
+        "--name", "Every", "--cron", "30 2 * * *", "--delay", "60", "--executor", "native",
         "--active", "false", "--timeout", "600", "--max_attempts", "3",
         "--retry_backoff", "exponential", "--retry-min-gap", "30", "--overlap", "skip",
         "--mask_secrets", "false", "--keep-workdir", "true", "--note", "hello",
@@ -110,7 +110,7 @@ def test_create_with_every_setting(cli: Any, sqlite_db: Database, world: dict[st
     with sqlite_db.read() as s:
         rt = s.get_one(RunTemplate, rt_id)
         got = (rt.interv, rt.cron, rt.delay, rt.executor, rt.active, rt.timeout, rt.max_attempts)
-        assert got == ("c", "30 2 * * *", 60, "Podman", False, 600, 3)
+        assert got == ("c", "30 2 * * *", 60, "Native", False, 600, 3)
         assert (rt.retry_backoff, rt.retry_min_gap, rt.overlap) == ("exponential", 30, "skip")
         assert (rt.mask_secrets, rt.keep_workdir, rt.note) == (False, True, "hello")
 
@@ -427,3 +427,18 @@ def test_list_and_every_spelling(cli: Any, sqlite_db: Database, world: dict[str,
     assert "no run template named 'Nope'" in cli("run-template:get", "--name", "Nope").stderr
     assert cli("run-template:get").exit_code == 2
     assert cli("run-template:list", "--company", "nope").exit_code == 1
+
+
+def test_retention_overrides_and_executor_are_validated_on_update(
+    cli: Any, sqlite_db: Database
+) -> None:
+    from tests.factories import make_setup
+
+    _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass")
+    cli.ok(f"run-template:update --id {rt_id} --keep-success-days 7 --keep_last 3")
+    record = cli.json(f"run-template:get --id {rt_id}")
+    assert record["keep_success_days"] == 7 and record["keep_last"] == 3
+    bad = cli(f"run-template:update --id {rt_id} --keep-last -1")
+    assert bad.exit_code == 1 and "keep_last" in bad.stderr
+    unknown = cli(f"run-template:update --id {rt_id} --executor Kubernetes")
+    assert unknown.exit_code == 1 and "Native" in unknown.stderr

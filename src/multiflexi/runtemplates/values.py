@@ -56,7 +56,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: Settings of a run template besides its configuration values.
 SETTINGS = frozenset(
     ("name", "interv", "cron", "delay", "executor", "active", "timeout", "max_attempts",
-     "retry_backoff", "retry_min_gap", "overlap", "mask_secrets", "keep_workdir", "note")
+     "retry_backoff", "retry_min_gap", "overlap", "mask_secrets", "keep_workdir", "note",
+     "keep_success_days", "keep_failed_days", "keep_last")
 )  # fmt: skip
 RETRY_BACKOFFS = ("none", "fixed", "linear", "exponential")
 OVERLAPS = ("forbid", "allow", "skip")
@@ -288,14 +289,20 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         out["cron"] = validate_cron(out["cron"])
     if out.get("timeout") == 0:
         out["timeout"] = None  # 0 means "no limit"
-    for key, low in (("delay", 0), ("timeout", 1), ("max_attempts", 1), ("retry_min_gap", 0)):
+    bounds = (
+        ("delay", 0), ("timeout", 1), ("max_attempts", 1), ("retry_min_gap", 0),
+        ("keep_success_days", 0), ("keep_failed_days", 0), ("keep_last", 0),
+    )  # fmt: skip
+    for key, low in bounds:
         if out.get(key) is not None and int(out[key]) < low:
             raise Invalid(f"{key} must be at least {low}, got {out[key]}")
     if "executor" in out:
         executor = str(out["executor"]).strip()
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", executor):
             raise Invalid(f"invalid executor name {out['executor']!r}")
-        out["executor"] = executor
+        from multiflexi.executors.registry import get_executor
+
+        out["executor"] = get_executor(executor).name
     for key, allowed in (("retry_backoff", RETRY_BACKOFFS), ("overlap", OVERLAPS)):
         if key in out:
             value = str(out[key]).strip().lower()

@@ -114,6 +114,8 @@ class Database:
             # Let SQLAlchemy's "begin" event decide how a transaction starts.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
+            # Takes effect on a new, empty file only: lets prune give space back.
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")

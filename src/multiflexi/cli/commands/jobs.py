@@ -75,6 +75,8 @@ def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
     parts = [render_record(head)]
     arts = record["artifacts"]
     parts.append("\nArtifacts:\n" + (render_table(arts) if arts else "none"))  # type: ignore[arg-type]
+    if record.get("artifacts_pruned"):
+        parts.append("The content of this job's artifacts was pruned by the retention policy.")
     if record["actions"]:
         parts.append("\nActions:\n" + render_table(record["actions"]))  # type: ignore[arg-type]
     for stream, text in tails.items():

@@ -33,7 +33,10 @@ LIST_COLUMNS = (
 )
 CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
 
-_INT_SETTINGS = ("delay", "timeout", "max_attempts", "retry_min_gap")
+_INT_SETTINGS = (
+    "delay", "timeout", "max_attempts", "retry_min_gap",
+    "keep_success_days", "keep_failed_days", "keep_last",
+)  # fmt: skip
 _BOOL_SETTINGS = ("active", "mask_secrets", "keep_workdir")
 
 
@@ -72,6 +75,24 @@ _SHARED = (
     _option("--mask_secrets", "--mask-secrets", "mask_secrets", metavar="true|false"),
     _option("--keep_workdir", "--keep-workdir", "keep_workdir", metavar="true|false"),
     _option("--note", help="Free-text note."),
+    _option(
+        "--keep_success_days",
+        "--keep-success-days",
+        "keep_success_days",
+        help="Retention: days to keep successful jobs (overrides the global policy).",
+    ),
+    _option(
+        "--keep_failed_days",
+        "--keep-failed-days",
+        "keep_failed_days",
+        help="Retention: days to keep failed jobs.",
+    ),
+    _option(
+        "--keep_last",
+        "--keep-last",
+        "keep_last",
+        help="Retention: always keep this many newest jobs.",
+    ),
     click.option(
         "--force", is_flag=True, help="Accept configuration keys the app does not declare."
     ),
