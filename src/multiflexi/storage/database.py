@@ -62,6 +62,17 @@ def _secure_sqlite_file(path: Path) -> None:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+        # Only a new file can take incremental auto-vacuum, which lets prune give space back.
+        import sqlite3
+
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("CREATE TABLE mf_init (x)")
+            conn.execute("DROP TABLE mf_init")
+            conn.commit()
+        finally:
+            conn.close()
     elif stat.S_IMODE(path.stat().st_mode) & 0o077:
         path.chmod(0o600)
 
@@ -114,8 +125,6 @@ class Database:
             # Let SQLAlchemy's "begin" event decide how a transaction starts.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            # Takes effect on a new, empty file only: lets prune give space back.
-            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
