@@ -118,7 +118,11 @@ def validate_json(file: str) -> int:
     else:
         text = f"{file}: valid"
     emit(data, ctx.fmt, text=text)
-    return 0 if not violations else 1
+    if violations:
+        # The report is the output; the error line says why the exit code is 1.
+        click.echo(f"error: {file} is invalid: {len(violations)} violation(s)", err=True)
+        return 1
+    return 0
 
 
 @command("application:export-json")
