@@ -145,3 +145,11 @@ def test_the_console_scripts_reproduce_the_job(
     values = dotenv_values(stream=__import__("io").StringIO(envfile))
     assert values["ROWS"] == "3" and values["API_TOKEN"] != "tok-very-secret"
     assert json.dumps(values)
+
+
+def test_job_list_works_on_a_brand_new_database(cli: Cli) -> None:
+    res = cli.ok("job:list")
+    assert res.stdout.strip() == "No jobs found."
+    assert cli.json("job:list --status failed,lost --limit 5") == []
+    bad = cli("job:list --status nonsense")
+    assert bad.exit_code == 1 and "unknown status" in bad.stderr

@@ -179,63 +179,6 @@ def exit_meanings(session: Session, app_id: int) -> list[ExitMeaning]:
     return [ExitMeaning(r.exit_code, r.description, r.severity, r.retry) for r in rows]
 
 
-def list_jobs(
-    session: Session,
-    *,
-    status: str | None = None,
-    company: str | None = None,
-    runtemplate_id: int | None = None,
-    app: str | None = None,
-    since: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    """Newest first, with the names a reader wants next to the ids."""
-    stmt = (
-        select(Job, App.name, Company.slug, RunTemplate.name)
-        .join(App, App.id == Job.app_id)
-        .join(Company, Company.id == Job.company_id)
-        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
-    )
-    if status:
-        statuses = [s.strip() for s in status.split(",") if s.strip()]
-        for s in statuses:
-            if s not in {x.value for x in JobStatus}:
-                valid = ", ".join(x.value for x in JobStatus)
-                raise Invalid(f"unknown status {s!r}; valid: {valid}")
-        stmt = stmt.where(Job.status.in_(statuses))
-    if company:
-        if company.isdigit():
-            stmt = stmt.where(Job.company_id == int(company))
-        else:
-            stmt = stmt.where(Company.slug == company)
-    if runtemplate_id is not None:
-        stmt = stmt.where(Job.runtemplate_id == runtemplate_id)
-    if app:
-        stmt = stmt.where(Job.app_id == int(app) if app.isdigit() else App.name == app)
-    if since is not None:
-        stmt = stmt.where(Job.created >= since)
-    stmt = stmt.order_by(Job.id.desc()).limit(limit).offset(offset)
-    rows = []
-    for job, app_name, slug, rt_name in session.execute(stmt):
-        rows.append(
-            {
-                "id": job.id,
-                "status": job.status,
-                "runtemplate_id": job.runtemplate_id,
-                "runtemplate": rt_name,
-                "app": app_name,
-                "company": slug,
-                "created": job.created,
-                "begin": job.begin,
-                "end": job.end,
-                "exitcode": job.exitcode,
-                "duration": job.wall_seconds,
-            }
-        )
-    return rows
-
-
 def job_record(session: Session, job: Job) -> dict[str, Any]:
     """Everything ``job:show`` prints, JSON-ready (environment excluded)."""
     app = session.get(App, job.app_id)

@@ -38,21 +38,24 @@ def job_list(
     offset: str,
 ) -> None:
     """List jobs, newest first."""
-    from multiflexi.jobs.service import list_jobs
+    from multiflexi.jobs.listing import JobFilter, list_jobs, list_jobs_full
     from multiflexi.scheduling.when import parse_since
+    from multiflexi.storage.fastread import Unavailable
 
     ctx = cli_context()
-    with ctx.db.read() as s:
-        rows = list_jobs(
-            s,
-            status=status,
-            company=company,
-            runtemplate_id=parse_int(runtemplate, "--runtemplate") if runtemplate else None,
-            app=app,
-            since=parse_since(since, ctx.settings.timezone) if since else None,
-            limit=parse_int(limit, "--limit"),
-            offset=parse_int(offset, "--offset"),
-        )
+    flt = JobFilter(
+        status=status,
+        company=company,
+        runtemplate_id=parse_int(runtemplate, "--runtemplate") if runtemplate else None,
+        app=app,
+        since=parse_since(since, ctx.settings.timezone) if since else None,
+        limit=parse_int(limit, "--limit"),
+        offset=parse_int(offset, "--offset"),
+    )
+    try:
+        rows = list_jobs(ctx.settings, flt)
+    except Unavailable:
+        rows = list_jobs_full(ctx.settings, flt)
     if ctx.fmt != "json" and not rows:
         emit(rows, ctx.fmt, text="No jobs found.")
         return
