@@ -260,7 +260,13 @@ def test_output_is_visible_while_the_job_runs(sqlite_db: Database, tmp_path: Pat
         arts = artifacts(sqlite_db, job.id)
         seen = arts.get("stdout.txt", (None, b""))[1]
         time.sleep(0.1)
+    pid = None
+    while pid is None and time.monotonic() < deadline + 5:
+        with sqlite_db.read() as s:
+            pid = s.get(Job, job.id).pid  # type: ignore[union-attr]
+        time.sleep(0.1)
     flag.write_text("")
     worker.join(10)
     assert seen == b"first\n"
+    assert pid is not None  # a running job shows its pid
     assert artifacts(sqlite_db, job.id)["stdout.txt"][1] == b"first\nsecond\n"

@@ -43,6 +43,11 @@ def compile_patterns(rows: Sequence[AppArtifact]) -> list[Pattern]:
     return out
 
 
+def app_patterns(session: Session, app_id: int) -> list[Pattern]:
+    rows = session.scalars(select(AppArtifact).where(AppArtifact.app_id == app_id)).all()
+    return compile_patterns(rows)
+
+
 def note_for(relpath: str, patterns: Sequence[Pattern], is_result: bool) -> str:
     for pattern in patterns:
         if pattern.regex.search(relpath):
@@ -91,17 +96,18 @@ def preserve_files(
     app_id: int,
     workdir: Path,
     result_file: str | None,
+    patterns: list[Pattern] | None = None,
 ) -> int:
     """Store every file of the job's directory (and RESULT_FILE); returns how many were
     stored. A file that cannot be read is recorded as a failed artifact; the rest go on."""
     from multiflexi.artifacts.mime import detect_mime
 
-    with db.read() as session:
-        patterns = compile_patterns(
-            session.scalars(select(AppArtifact).where(AppArtifact.app_id == app_id)).all()
-        )
+    found = files_to_preserve(workdir, result_file)
+    if found and patterns is None:
+        with db.read() as session:
+            patterns = app_patterns(session, app_id)
     stored = 0
-    for path, name, is_result in files_to_preserve(workdir, result_file):
+    for path, name, is_result in found:
         kind = "result" if is_result else "file"
         try:
             if path.is_symlink():
@@ -116,7 +122,7 @@ def preserve_files(
                     filename=name,
                     stream=stream,
                     content_type=mime,
-                    note=note_for(name, patterns, is_result),
+                    note=note_for(name, patterns or [], is_result),
                     kind=kind,
                 )
             stored += 1

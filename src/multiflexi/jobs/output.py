@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy.orm import Session
+
 from multiflexi.storage.blobs import ChunkWriter
 from multiflexi.storage.database import Database
 
@@ -38,6 +40,7 @@ class OutputRecorder:
         self.tee = tee
         from multiflexi.jobs.masking import StreamMasker
 
+        self.db = db
         self.writers = {s: ChunkWriter(db, a) for s, a in artifact_ids.items()}
         self.maskers = {s: StreamMasker(secrets) for s in artifact_ids}
         self.buffers: dict[str, bytearray] = {s: bytearray() for s in artifact_ids}
@@ -79,18 +82,29 @@ class OutputRecorder:
             self.cancel.set()
 
     def close(self) -> None:
-        """Flush what is left and mark both outputs complete."""
+        """Store what is left and mark both outputs complete, in one transaction."""
+        tails: dict[str, bytes] = {}
         for stream, masker in self.maskers.items():
             rest = masker.flush()
-            self.buffers[stream] += rest
             if self.tee is not None and rest:
                 self.tee(stream, rest)
-            self._flush(stream)
-        for writer in self.writers.values():
-            try:
-                writer.finish("complete" if self.error is None else "failed", note=None)
-            except Exception as exc:
-                log.error("action=finish_output_failed error=%s", exc)
+            self.buffers[stream] += rest
+            tails[stream] = bytes(self.buffers[stream]) if self.error is None else b""
+            self.buffers[stream].clear()
+        state = "complete" if self.error is None else "failed"
+
+        def finish(session: Session) -> None:
+            for stream, writer in self.writers.items():
+                writer.finish_in(session, tails[stream], state)
+
+        try:
+            self.db.run(finish)
+        except Exception as exc:
+            log.error("action=finish_output_failed error=%s", exc)
+            self.error = self.error or f"output could not be stored: {exc}"
+            return
+        for stream, writer in self.writers.items():
+            writer.committed(tails[stream])
 
     def sizes(self) -> dict[str, int]:
         return {s: w.size for s, w in self.writers.items()}

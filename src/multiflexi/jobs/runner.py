@@ -61,20 +61,48 @@ class Prepared:
     keep_workdir: bool
     meanings: list[lifecycle.ExitMeaning]
     artifact_ids: dict[str, int] = field(default_factory=dict)
+    patterns: list[Any] = field(default_factory=list)
     store_error: str | None = None
 
 
 class Heartbeat(threading.Thread):
     """Renews a claim's lease; sets ``lost`` if the job is no longer ours."""
 
-    def __init__(self, db: Database, claim: Claim, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        claim: Claim,
+        lease_seconds: float,
+        pid: Callable[[], int | None] = lambda: None,
+    ) -> None:
         super().__init__(name=f"heartbeat-{claim.job_id}", daemon=True)
         self.db, self.claim, self.lease = db, claim, lease_seconds
+        self.pid = pid
         self.stop = threading.Event()
         self.lost = threading.Event()
 
+    def _record_pid(self) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+
+        def write(session: Session) -> None:
+            session.execute(
+                update(Job)
+                .where(Job.id == self.claim.job_id, Job.worker == self.claim.worker)
+                .values(pid=pid)
+            )
+
+        try:
+            self.db.run(write)
+        except Exception as exc:
+            log.warning("action=record_pid_failed job_id=%s error=%s", self.claim.job_id, exc)
+
     def run(self) -> None:
         interval = max(self.lease / 3, 0.5)
+        if self.stop.wait(min(1.0, interval)):
+            return
+        self._record_pid()
         while not self.stop.wait(interval):
             try:
                 if not queue.heartbeat(self.db, self.claim, self.lease):
@@ -98,6 +126,7 @@ class JobRunner:
         tee: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.tee = tee
+        self._pids: dict[int, int] = {}
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
@@ -107,7 +136,9 @@ class JobRunner:
     # -- the whole lifecycle ----------------------------------------------------------
 
     def perform_job(self, claim: Claim) -> JobStatus:
-        beat = Heartbeat(self.db, claim, self.settings.lease_seconds)
+        beat = Heartbeat(
+            self.db, claim, self.settings.lease_seconds, pid=lambda: self._pids.get(claim.job_id)
+        )
         beat.start()
         try:
             try:
@@ -120,6 +151,7 @@ class JobRunner:
             return self.run_end(prepared, claim, result, lost=beat.lost.is_set())
         finally:
             beat.stop.set()
+            self._pids.pop(claim.job_id, None)
 
     # -- phases ----------------------------------------------------------------------
 
@@ -136,6 +168,7 @@ class JobRunner:
             rt = session.get(RunTemplate, job.runtemplate_id) if job.runtemplate_id else None
             if app is None or company is None:
                 raise PreflightFailure(lifecycle.EXIT_CONFIG, "application or company deleted")
+            from multiflexi.artifacts.service import app_patterns
             from multiflexi.jobs.service import exit_meanings, secret_names
 
             secret = secret_names(app)
@@ -199,6 +232,7 @@ class JobRunner:
                 keep_workdir=self.settings.keep_job_dir or bool(rt and rt.keep_workdir),
                 meanings=exit_meanings(session, app.id),
                 artifact_ids=ids,
+                patterns=app_patterns(session, app.id),
             )
 
         try:
@@ -246,6 +280,7 @@ class JobRunner:
             app_id=prepared.app_id,
             workdir=prepared.workdir,
             result_file=prepared.result_file,
+            patterns=prepared.patterns,
         )
         status = lifecycle.final_status(
             result.exit_code,
@@ -257,7 +292,7 @@ class JobRunner:
         if lost:
             log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
             return JobStatus.LOST
-        won = self._finish(claim, status, reason, result)
+        won = self._finish(claim, status, reason, result, runtemplate_id=prepared.runtemplate_id)
         if not prepared.keep_workdir:
             shutil.rmtree(prepared.workdir, ignore_errors=True)
         if not won:
@@ -274,6 +309,7 @@ class JobRunner:
         reason: str,
         result: ExecutionResult | None,
         exit_code: int | None = None,
+        runtemplate_id: int | None = None,
     ) -> bool:
         values: dict[str, Any] = {
             "status": status,
@@ -309,8 +345,7 @@ class JobRunner:
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            job = session.get(Job, claim.job_id)
-            if job is not None and job.runtemplate_id is not None:
+            if runtemplate_id is not None:
                 column = (
                     RunTemplate.successfull_jobs_count
                     if status == JobStatus.SUCCESS
@@ -318,7 +353,7 @@ class JobRunner:
                 )
                 session.execute(
                     update(RunTemplate)
-                    .where(RunTemplate.id == job.runtemplate_id)
+                    .where(RunTemplate.id == runtemplate_id)
                     .values({column: column + 1})
                 )
             return True
@@ -328,10 +363,10 @@ class JobRunner:
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
 
-        def outputs(session: Session) -> None:
+        def outputs(session: Session) -> int | None:
             job = session.get(Job, claim.job_id)
             if job is None:
-                return
+                return None
             have = {a.kind for a in session.query(Artifact).filter(Artifact.job_id == claim.job_id)}
             for stream in ("stdout", "stderr"):
                 if stream in have:
@@ -352,9 +387,12 @@ class JobRunner:
                         created=utcnow(),
                     )
                 )
+            return job.runtemplate_id
 
-        self.db.run(outputs)
-        won = self._finish(claim, JobStatus.FAILED, failure.reason, None, failure.exit_code)
+        rt_id = self.db.run(outputs)
+        won = self._finish(
+            claim, JobStatus.FAILED, failure.reason, None, failure.exit_code, runtemplate_id=rt_id
+        )
         if won:
             self._after_finish(claim.job_id, JobStatus.FAILED)
         return JobStatus.FAILED if won else JobStatus.LOST

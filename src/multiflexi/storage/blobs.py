@@ -52,16 +52,37 @@ class ChunkWriter:
         return self._hash.hexdigest()
 
     def finish(self, state: str = "complete", note: str | None = None) -> None:
-        values: dict[str, object] = {"size": self.size, "sha256": self.sha256, "state": state}
+        self.db.run(lambda session: self.finish_in(session, b"", state, note))
+
+    def finish_in(
+        self, session: Session, tail: bytes, state: str = "complete", note: str | None = None
+    ) -> None:
+        """Store the last bytes and close the artifact inside the caller's transaction.
+
+        Output that never reached a chunk goes inline (``artifacts.content``), so a job
+        with a few lines of output costs no chunk rows at all.
+        """
+        size = self.size + len(tail)
+        digest = self._hash.copy()
+        digest.update(tail)
+        values: dict[str, object] = {"size": size, "sha256": digest.hexdigest(), "state": state}
         if note is not None:
             values["note"] = note
+        if tail and self.seq == 0 and len(tail) <= CHUNK_SIZE:
+            values["content"] = tail
+        elif tail:
+            view = memoryview(tail)
+            for n, offset in enumerate(range(0, len(view), CHUNK_SIZE)):
+                piece = bytes(view[offset : offset + CHUNK_SIZE])
+                session.add(
+                    ArtifactChunk(artifact_id=self.artifact_id, seq=self.seq + n, data=piece)
+                )
+        session.execute(update(Artifact).where(Artifact.id == self.artifact_id).values(**values))
 
-        def write(session: Session) -> None:
-            session.execute(
-                update(Artifact).where(Artifact.id == self.artifact_id).values(**values)
-            )
-
-        self.db.run(write)
+    def committed(self, tail: bytes) -> None:
+        """Account for ``tail`` after the transaction of :meth:`finish_in` committed."""
+        self.size += len(tail)
+        self._hash.update(tail)
 
 
 def store_stream(

@@ -152,6 +152,12 @@ class Database:
 
     def run(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying transient errors with backoff."""
+        try:  # the common case, without building a retry policy
+            with self.session() as session:
+                return fn(session)
+        except DatabaseError as exc:
+            if not exc.transient or attempts <= 1:
+                raise
         from tenacity import (
             Retrying,
             retry_if_exception,
@@ -161,7 +167,7 @@ class Database:
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, DatabaseError) and e.transient),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts - 1),
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             reraise=True,
         )
