@@ -12,7 +12,9 @@ from multiflexi.errors import ConfigError
 
 def test_the_process_environment_wins_over_the_file(tmp_path: Path) -> None:
     env = tmp_path / "mf.env"
-    env.write_text("DB_CONNECTION=pgsql\nDB_HOST=db.example\nMULTIFLEXI_ACTION_WEBHOOK_URI=http://x\n")
+    env.write_text(
+        "DB_CONNECTION=pgsql\nDB_HOST=db.example\nMULTIFLEXI_ACTION_WEBHOOK_URI=http://x\n"
+    )
     settings = load_settings(env, {"DB_HOST": "127.0.0.1"})
     assert settings.db_connection == "pgsql" and settings.db_host == "127.0.0.1"
     assert settings.get("MULTIFLEXI_ACTION_WEBHOOK_URI") == "http://x"
@@ -27,7 +29,9 @@ def test_the_process_environment_wins_over_the_file(tmp_path: Path) -> None:
         ("MULTIFLEXI_TIMEZONE=Mars/Olympus\n", "unknown MULTIFLEXI_TIMEZONE"),
     ],
 )
-def test_bad_settings_are_refused_with_one_clear_line(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_settings_are_refused_with_one_clear_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
     env = tmp_path / "mf.env"
     env.write_text(content)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
