@@ -299,19 +299,15 @@ def skip_overlapping(db: Database, now: datetime | None = None) -> list[int]:
     return db.run(lambda session: _cancel(session, candidates, SKIP_REASON, moment))
 
 
-def cancel_waiting(
-    db: Database,
+def waiting_ids(
+    session: Session,
     *,
-    reason: str,
     company_id: int | None = None,
     runtemplate_id: int | None = None,
     retries_only: bool = False,
-    now: datetime | None = None,
 ) -> list[int]:
-    """Cancel the waiting jobs that match (all of them without filters); returns their ids.
-
-    ``retries_only`` picks the queued new attempts of failed or lost jobs.
-    """
+    """Ids of the waiting jobs that match; ``retries_only`` picks the queued new attempts
+    of failed or lost jobs."""
     stmt = select(Job.id).where(Job.status.in_(WAITING)).order_by(Job.id)
     if company_id is not None:
         stmt = stmt.where(Job.company_id == company_id)
@@ -319,12 +315,17 @@ def cancel_waiting(
         stmt = stmt.where(Job.runtemplate_id == runtemplate_id)
     if retries_only:
         stmt = stmt.where(Job.retry_of.is_not(None))
+    return list(session.scalars(stmt))
+
+
+def cancel_jobs(
+    db: Database, job_ids: list[int], reason: str, now: datetime | None = None
+) -> list[int]:
+    """Cancel these jobs if they still wait; returns the ids actually cancelled."""
     moment = now or utcnow()
-    with db.read() as session:
-        ids = list(session.scalars(stmt))
     cancelled: list[int] = []
-    for start in range(0, len(ids), 500):  # short transactions, whatever the queue length
-        part = ids[start : start + 500]
+    for start in range(0, len(job_ids), 500):  # short transactions, whatever the queue
+        part = job_ids[start : start + 500]
 
         def cancel(session: Session, part: list[int] = part) -> list[int]:
             return _cancel(session, part, reason, moment)
@@ -332,3 +333,27 @@ def cancel_waiting(
         cancelled += db.run(cancel)
     return cancelled
 
+
+def reserve_job_ids(session: Session, count: int) -> list[int] | None:
+    """Ids for ``count`` jobs about to be inserted in this write transaction, so that bulk
+    creation writes each row once; None where only the insert can pick them (MariaDB).
+
+    PostgreSQL: values of the id column's sequence. SQLite: the ids after the largest one,
+    which is what SQLite itself would pick; the write lock of the caller's transaction
+    (``BEGIN IMMEDIATE``) keeps anyone else from inserting meanwhile.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return [
+            int(i)
+            for i in session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('job', 'id')) FROM generate_series(1, :n)"
+                ),
+                {"n": count},
+            )
+        ]
+    if dialect == "sqlite":
+        top = int(session.scalar(select(func.max(Job.id))) or 0)
+        return list(range(top + 1, top + 1 + count))
+    return None

@@ -1,0 +1,1 @@
+"""Benchmarks of MultiFlexi: ``python benchmarks/run.py`` (see benchmarks/README.md)."""

@@ -1,0 +1,194 @@
+"""What every benchmark needs: result rows, statistics, throw-away databases.
+
+Databases are the benchmark's own: SQLite files in a temporary directory, and on the
+servers one database per backend named ``mf_bench_<pid>``, emptied between benchmarks and
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from multiflexi.config import Settings, settings_from_values
+from multiflexi.storage.database import Database
+
+BACKEND_NAMES = {"sqlite": "SQLite", "pgsql": "PostgreSQL", "mysql": "MariaDB"}
+#: Administrative connections to the servers; MF_TEST_PG_* / MF_TEST_MY_* override them,
+#: as they do for the test suite.
+SERVER_ADMIN = {
+    "pgsql": {"DB_CONNECTION": "pgsql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "postgres"},
+    "mysql": {"DB_CONNECTION": "mysql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "root"},
+}
+
+
+class BenchError(Exception):
+    """A benchmark could not produce its figure (a server missing, jobs that never end)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    benchmark: str
+    measured: float | None
+    unit: str
+    baseline: float | None = None
+    baseline_unit: str = ""
+    #: What the baseline is ("bare subprocess.run, 2 threads").
+    baseline_label: str = ""
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    #: One-minute load average when the benchmark began.
+    load: float | None = None
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile, interpolated between the closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def program(name: str) -> str:
+    """A console script of this installation (next to the running Python), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise BenchError(f"{name} not found next to {sys.executable} nor on PATH")
+    return found
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+def _server_values(backend: str) -> dict[str, str]:
+    values = dict(SERVER_ADMIN[backend])
+    prefix = "MF_TEST_PG_" if backend == "pgsql" else "MF_TEST_MY_"
+    for key in ("HOST", "PORT", "USERNAME", "PASSWORD"):
+        if os.environ.get(prefix + key):
+            values["DB_" + key] = os.environ[prefix + key]
+    return values
+
+
+def _admin(backend: str, statements: Sequence[str]) -> None:
+    from sqlalchemy import create_engine
+
+    admin_db = "postgres" if backend == "pgsql" else "mysql"
+    settings = settings_from_values({**_server_values(backend), "DB_DATABASE": admin_db})
+    engine = create_engine(settings.database_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for stmt in statements:
+                conn.execute(text(stmt))
+    finally:
+        engine.dispose()
+
+
+def _empty_tables(db: Database) -> None:
+    from multiflexi.storage.models import Base
+
+    with db.engine.begin() as conn:
+        if db.dialect == "mysql":
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in Base.metadata.sorted_tables:
+                conn.execute(text(f"TRUNCATE TABLE `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        else:
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+class Databases:
+    """Fresh, migrated databases on demand; :meth:`drop_all` removes the server ones."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = f"mf_bench_{os.getpid()}"
+        self.created: dict[str, dict[str, str]] = {}
+        self.failed: dict[str, str] = {}
+        self._count = 0
+
+    def open(self, backend: str, **extra: str) -> Database:
+        """An empty database of ``backend`` with its own data directory."""
+        self._count += 1
+        data_dir = self.root / f"{backend}-{self._count}"
+        values = {"MULTIFLEXI_DATA_DIR": str(data_dir), **extra}
+        if backend == "sqlite":
+            values["DB_DATABASE"] = str(data_dir / "bench.sqlite")
+            return Database(settings_from_values(values))  # SQLite migrates itself
+        if backend in self.failed:
+            raise BenchError(self.failed[backend])
+        if backend not in self.created:
+            server = {**_server_values(backend), "DB_DATABASE": self.name}
+            try:
+                drop = f"DROP DATABASE IF EXISTS {self.name}"
+                _admin(backend, [drop, f"CREATE DATABASE {self.name}"])
+                self.created[backend] = server
+                fresh = Database(settings_from_values({**server, **values}), check_schema=False)
+                fresh.migrate()
+                fresh.dispose()
+            except Exception as exc:
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.failed[backend] = f"{BACKEND_NAMES[backend]} not available: {line}"
+                raise BenchError(self.failed[backend]) from exc
+            db = Database(settings_from_values({**server, **values}))
+        else:
+            db = Database(settings_from_values({**self.created[backend], **values}))
+            _empty_tables(db)
+        return db
+
+    def drop_all(self) -> None:
+        for backend in list(self.created):
+            force = " WITH (FORCE)" if backend == "pgsql" else ""
+            try:
+                _admin(backend, [f"DROP DATABASE IF EXISTS {self.name}{force}"])
+            except Exception as exc:  # report, but go on dropping the others
+                print(f"warning: could not drop {self.name} on {backend}: {exc}", file=sys.stderr)
+            del self.created[backend]
+
+
+def db_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The process environment of a CLI or daemon pointed at the benchmark's database."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
+    }
+    env["MULTIFLEXI_DATA_DIR"] = str(settings.data_dir)
+    env["DB_CONNECTION"] = settings.db_connection
+    if settings.db_connection == "sqlite":
+        env["DB_DATABASE"] = str(settings.sqlite_path)
+    else:
+        env.update(
+            DB_HOST=settings.db_host,
+            DB_PORT=str(settings.db_port or ""),
+            DB_DATABASE=settings.db_database,
+            DB_USERNAME=settings.db_username,
+            DB_PASSWORD=settings.db_password,
+        )
+    env.update(extra)
+    return env

@@ -1,0 +1,383 @@
+"""``multiflexi-executor``: claims due jobs and runs them in a bounded pool of threads.
+
+Each step claims due jobs (``queue.claim_next``: atomic on every backend, and it keeps to
+the overlap policy ``forbid`` in the database) while the pool has room, after cancelling
+due jobs of ``skip`` templates whose previous run is still going. Idle, it sleeps until
+the earliest not-before time, a NOTIFY (PostgreSQL), a finished job or a signal -- at most
+``MULTIFLEXI_POLL_INTERVAL`` on SQLite and MariaDB. Every half lease it marks jobs of dead
+workers ``lost`` and queues their retries; every few seconds it beats in table ``worker``;
+every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did.
+
+SIGTERM/SIGINT: stop claiming; running jobs get ``MULTIFLEXI_SHUTDOWN_GRACE`` seconds to
+finish, then they are cancelled (TERM, kill grace, KILL to the process group; the job
+ends ``failed``, "terminated: the executor was stopped"). A second signal cancels at once.
+SIGHUP re-reads the configuration (max parallel, poll interval).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from multiflexi import queue, recovery, workers
+from multiflexi.daemons.loop import QueueListener, daemon_main, one_line, parse_args, run_loop
+from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.queue import Claim
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.executor")
+
+#: Longest idle sleep while LISTEN works: NOTIFY wakes us, this catches what it cannot
+#: (a job of a busy ``forbid`` template that becomes claimable when another host finishes).
+LISTEN_IDLE = 1.0
+#: Paces housekeeping to once per interval in the cluster. Not the lock the housekeeping
+#: run takes for itself ("housekeeping"), which only keeps two runs apart.
+HOUSEKEEPING_LOCK = "housekeeping-interval"
+
+
+class JobPool:
+    """Job threads, at most ``limit`` at once; the limit may change (SIGHUP)."""
+
+    def __init__(self, work: Callable[[Claim], None], limit: int, on_done: Callable[[], None]):
+        self.work, self.limit, self.on_done = work, limit, on_done
+        self._cond = threading.Condition()
+        self._threads: dict[int, threading.Thread] = {}
+
+    def running(self) -> int:
+        with self._cond:
+            return len(self._threads)
+
+    def free(self) -> int:
+        with self._cond:
+            return max(0, self.limit - len(self._threads))
+
+    def submit(self, claim: Claim) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(claim,), name=f"job-{claim.job_id}", daemon=True
+        )
+        with self._cond:
+            self._threads[claim.job_id] = thread
+        thread.start()
+
+    def _run(self, claim: Claim) -> None:
+        try:
+            self.work(claim)
+        finally:
+            with self._cond:
+                self._threads.pop(claim.job_id, None)
+                self._cond.notify_all()
+            self.on_done()
+
+    def join(self, timeout: float | None, interrupt: threading.Event | None = None) -> bool:
+        """Wait until no job runs; False on timeout or when ``interrupt`` is set."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._threads:
+                if interrupt is not None and interrupt.is_set():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(0.2 if left is None else min(left, 0.2))
+        return True
+
+
+class ExecutorDaemon:
+    """The executor; ``serve()`` is the daemon, ``process()`` one pass over due jobs."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        worker_id: str,
+        max_parallel: int | None = None,
+        signals: DaemonSignals | None = None,
+        limit: int | None = None,
+        maintenance: bool = True,
+        env_file: str | None = None,
+        job_hooks: list[Any] | None = None,
+    ) -> None:
+        from multiflexi.jobs.runner import JobRunner
+
+        self.db, self.settings, self.worker_id = db, settings, worker_id
+        self.signals = signals or DaemonSignals()
+        self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
+        self.env_file = env_file
+        self.runner = JobRunner(db, settings, cancel=self.signals.cancel, job_hooks=job_hooks)
+        self.pool = JobPool(self._perform, max_parallel or settings.max_parallel, self._job_done)
+        self.claim_until: datetime | None = None  # process(): only jobs due at its start
+        self.claims = 0
+        #: The ids claimed by process() (a daemon does not keep them: it runs for months).
+        self.claimed: list[int] = []
+        self.results: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.next_due: datetime | None = None
+        self._draining = False
+        self.listener: QueueListener | None = None
+        start = utcnow()
+        self._next_beat = self._next_recovery = self._next_housekeeping = start
+        self._housekeeper: threading.Thread | None = None
+
+    # -- one iteration -------------------------------------------------------------------
+
+    def step(self, now: datetime) -> bool:
+        """Maintenance when due, then claim due jobs while the pool has room."""
+        if self.signals.take_reload():
+            self.reload()
+        if self.maintenance:
+            self._maintain(now)
+        if self.signals.stopping or self.exhausted or self.pool.free() == 0:
+            return False
+        if not self._draining:
+            # Idle polling reads first: no write transaction while nothing is due.
+            with self.db.read() as session:
+                due, self.next_due = queue.due_state(session, self.claim_until or now)
+            if not due:
+                return False
+        claimed = False
+        while self.pool.free() > 0 and not self.signals.stopping and not self.exhausted:
+            claim = queue.claim_next(
+                self.db, self.worker_id, self.settings.lease_seconds, now=self.claim_until
+            )
+            if claim is None:
+                # Due jobs that could not be claimed wait for a running job of their
+                # template: those of ``skip`` templates are cancelled instead.
+                for job_id in queue.skip_overlapping(self.db, now):
+                    log.info("action=skip job_id=%s reason=previous run still running", job_id)
+                break
+            log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+            self.claims += 1
+            if self.claim_until is not None:
+                self.claimed.append(claim.job_id)
+            self.pool.submit(claim)
+            claimed = True
+        # While claims succeed, the next step claims straight away; after a miss, it polls.
+        self._draining = claimed
+        if not claimed:
+            with self.db.read() as session:
+                self.next_due = queue.due_state(session, self.claim_until or now)[1]
+        return claimed
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.claims >= self.limit
+
+    def idle(self, now: datetime) -> float:
+        """How long to sleep when nothing is claimable: until the next due job or chore."""
+        poll = self.settings.poll_interval
+        if self.listener is not None and self.listener.connected.is_set():
+            poll = max(poll, LISTEN_IDLE)
+        # A full pool waits for a finished job (which wakes us), not for the next due
+        # time; process() only runs jobs due at its start.
+        claimable = self.pool.free() > 0 and self.claim_until is None
+        moments = [self.next_due if claimable else None]
+        if self.maintenance:
+            moments += [self._next_beat, self._next_recovery, self._next_housekeeping]
+        waits = [(m - now).total_seconds() for m in moments if m is not None]
+        return max(0.0, min([poll, *waits]))
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def _perform(self, claim: Claim) -> None:
+        started = time.monotonic()
+        try:
+            status = str(self.runner.perform_job(claim))
+        except Exception as exc:  # the lease runs out and recovery retries the job
+            log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
+            log.debug("action=job_error", exc_info=True)
+            status = "error"
+        with self._lock:
+            self.results[status] += 1
+        log.info(
+            "action=finish job_id=%s status=%s seconds=%.3f",
+            claim.job_id,
+            status,
+            time.monotonic() - started,
+        )
+
+    def _job_done(self) -> None:
+        self.signals.wake.set()  # a free slot: claim again now
+
+    # -- chores --------------------------------------------------------------------------
+
+    def _maintain(self, now: datetime) -> None:
+        if now >= self._next_beat:
+            self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
+            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+        if now >= self._next_recovery:
+            self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
+            self._chore("requeue_lost", lambda: self._recover(now))
+        interval = self.settings.housekeeping_interval
+        if interval <= 0:
+            self._next_housekeeping = now + timedelta(days=1)
+        elif now >= self._next_housekeeping:
+            self._next_housekeeping = now + timedelta(seconds=interval)
+            self._chore("housekeeping", lambda: self._housekeeping(interval, now))
+
+    def _chore(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # one failing chore must not stop the claiming
+            log.error("action=%s error=%s", name, one_line(exc))
+            log.debug("action=%s", name, exc_info=True)
+
+    def _recover(self, now: datetime) -> None:
+        recovery.requeue_lost(
+            self.db, self.settings, now, job_hooks=self.runner.hooks, holder=self.worker_id
+        )
+
+    def _housekeeping(self, interval: int, now: datetime) -> None:
+        if self._housekeeper is not None and self._housekeeper.is_alive():
+            return
+        try:
+            module = importlib.import_module("multiflexi.housekeeping.service")
+        except ImportError:
+            log.debug("action=housekeeping skipped=module not installed")
+            return
+        # The lock is kept until it expires: housekeeping runs once per interval in the
+        # whole cluster, whichever executor gets there first.
+        if not workers.acquire_lock(self.db, HOUSEKEEPING_LOCK, self.worker_id, interval, now):
+            log.debug("action=housekeeping skipped=another executor ran it")
+            return
+
+        def run() -> None:
+            report = module.run_housekeeping(self.db, self.settings)
+            skipped = report.get("skipped") if isinstance(report, dict) else None
+            log.info("action=housekeeping phase=end%s", f" skipped={skipped}" if skipped else "")
+
+        def work() -> None:
+            log.info("action=housekeeping phase=start")
+            self._chore("housekeeping", run)
+
+        self._housekeeper = threading.Thread(target=work, name="housekeeping", daemon=True)
+        self._housekeeper.start()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration; a bad file keeps the old settings."""
+        from multiflexi.config import load_settings
+
+        try:
+            fresh = load_settings(self.env_file)
+        except Exception as exc:
+            log.error("action=reload error=%s", one_line(exc))
+            return
+        self.settings = fresh
+        self.pool.limit = self.fixed_parallel or fresh.max_parallel
+        log.info(
+            "action=reload max_parallel=%s poll_interval=%s",
+            self.pool.limit,
+            fresh.poll_interval,
+        )
+
+    # -- whole runs ----------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Run the jobs due now (not those that become due meanwhile), then return."""
+        self.claim_until = utcnow()
+        while not self.signals.stopping:
+            self.signals.wake.clear()
+            if self.step(utcnow()):
+                continue
+            if self.pool.running() == 0:
+                break  # nothing claimable and nothing running that could unblock a job
+            self.signals.wake.wait(self.idle(utcnow()))
+
+    def serve(self, once: bool = False) -> int:
+        """The daemon: register, claim and run until a signal, drain, unregister."""
+        workers.register(self.db, self.worker_id, "executor")
+        log.info(
+            "action=start worker=%s max_parallel=%s database=%s once=%s",
+            self.worker_id,
+            self.pool.limit,
+            self.settings.describe_database(),
+            once,
+        )
+        try:
+            if once:
+                self._chore("requeue_lost", lambda: self._recover(utcnow()))
+                self.process()
+            else:
+                self._start_helpers()
+                run_loop(
+                    self.step,
+                    wake=self.signals.wake,
+                    stopping=lambda: self.signals.stopping,
+                    idle=self.idle,
+                )
+        finally:
+            self.shutdown()
+            if self.listener is not None:
+                self.listener.stop.set()
+            self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))
+            log.info("action=stop worker=%s jobs=%s", self.worker_id, dict(self.results))
+        return 0
+
+    def _start_helpers(self) -> None:
+        if self.db.dialect == "pgsql":
+            self.listener = QueueListener(self.settings, self.signals.wake)
+            self.listener.start()
+        port = self.settings.metrics_port
+        if port:
+            try:
+                metrics = importlib.import_module("multiflexi.monitoring.metrics")
+            except ImportError:
+                log.debug("action=metrics skipped=module not installed")
+                return
+            self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
+
+    def shutdown(self) -> None:
+        """Let running jobs finish within the grace, then cancel them."""
+        running = self.pool.running()
+        if not running:
+            return
+        grace = self.settings.shutdown_grace
+        if self.signals.stopping:
+            log.info("action=drain running=%s grace=%s", running, grace)
+        if not self.pool.join(grace, interrupt=self.signals.cancel):
+            log.warning("action=cancel_jobs running=%s", self.pool.running())
+            self.signals.cancel.set()
+            # Cancelled jobs get TERM, kill grace, KILL, then record their end.
+            self.pool.join(self.settings.kill_grace + 30)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point of ``multiflexi-executor``."""
+    import sys
+
+    args = parse_args("multiflexi-executor", "Claim due MultiFlexi jobs and run them.", argv)
+
+    def body() -> int:
+        from multiflexi.daemons.loop import open_database
+
+        settings, db = open_database(args)
+        signals = DaemonSignals()
+        signals.install()
+        try:
+            daemon = ExecutorDaemon(
+                db,
+                settings,
+                worker_id=args.worker_id or queue.new_worker_id("executor"),
+                max_parallel=args.max_parallel,
+                signals=signals,
+                env_file=args.env_file,
+            )
+            return daemon.serve(once=args.once)
+        finally:
+            db.dispose()
+
+    sys.exit(daemon_main("multiflexi-executor", args.debug, body))
+
+
+if __name__ == "__main__":
+    run()

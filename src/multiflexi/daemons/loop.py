@@ -1,0 +1,180 @@
+"""Daemon mechanics shared by the executor and the scheduler.
+
+* :func:`run_loop` drives a one-iteration ``step(now) -> bool``: it calls it again at once
+  while it reports work done, then waits on a :class:`threading.Event` (so a signal, a
+  NOTIFY or a finished job wakes it at once) for as long as ``idle(now)`` says; a failing
+  step is logged and retried with exponential backoff, never fatal.
+* :class:`QueueListener` LISTENs on PostgreSQL for enqueued jobs.
+* :func:`parse_args`, :func:`open_database` and :func:`daemon_main`: the command line,
+  start-up, and the rule that a daemon fails with one clear line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.daemon")
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", "") or exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+class Backoff:
+    """Exponential delays between failed attempts: 0.5 s, 1 s, 2 s ... up to ``maximum``."""
+
+    def __init__(self, first: float = 0.5, maximum: float = 30.0) -> None:
+        self.first, self.maximum, self.current = first, maximum, 0.0
+
+    def next(self) -> float:
+        self.current = min(self.maximum, self.current * 2 if self.current else self.first)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+def run_loop(
+    step: Callable[[datetime], bool],
+    *,
+    wake: threading.Event,
+    stopping: Callable[[], bool],
+    idle: Callable[[datetime], float],
+    clock: Callable[[], datetime] = utcnow,
+    backoff: Backoff | None = None,
+) -> None:
+    """Call ``step`` until ``stopping()``; see the module docstring."""
+    delays = backoff or Backoff()
+    while not stopping():
+        wake.clear()  # before the step: a wake-up during the step is not lost
+        try:
+            busy = step(clock())
+        except Exception as exc:
+            delay = delays.next()
+            log.error("action=step_failed error=%s retry_in=%.1f", one_line(exc), delay)
+            log.debug("action=step_failed", exc_info=True)
+            wake.wait(delay)
+            continue
+        delays.reset()
+        if not busy and not stopping():
+            wake.wait(max(0.0, idle(clock())))
+
+
+class QueueListener(threading.Thread):
+    """LISTENs on a dedicated PostgreSQL connection and sets ``wake`` on every NOTIFY.
+
+    ``connected`` tells the executor it may poll rarely; while the connection is down the
+    executor polls at the configured interval and this thread reconnects with backoff.
+    """
+
+    def __init__(self, settings: Settings, wake: threading.Event) -> None:
+        super().__init__(name="queue-listener", daemon=True)
+        self.settings, self.wake = settings, wake
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        from multiflexi.queue import CHANNEL
+
+        url = self.settings.database_url().set(drivername="postgresql")
+        delays = Backoff(1.0, 30.0)
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(
+                    url.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    delays.reset()
+                    # Wake once after (re)connecting: a NOTIFY may have been missed.
+                    self.wake.set()
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake.set()
+            except Exception as exc:
+                self.connected.clear()
+                delay = delays.next()
+                log.warning("action=listen_failed error=%s retry_in=%.1f", one_line(exc), delay)
+                self.stop.wait(delay)
+        self.connected.clear()
+
+
+@dataclass(frozen=True)
+class DaemonArgs:
+    once: bool
+    env_file: str | None
+    debug: bool
+    max_parallel: int | None
+    worker_id: str | None
+
+
+def parse_args(
+    prog: str, description: str, argv: Sequence[str] | None, *, runs_jobs: bool = True
+) -> DaemonArgs:
+    """The shared command line; ``--max-parallel`` only for a daemon that runs jobs."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--once", action="store_true", help="Do the due work once, then exit.")
+    parser.add_argument(
+        "-e", "--environment", dest="env_file", metavar="PATH", help="Environment file."
+    )
+    parser.add_argument("--debug", action="store_true", help="Debug logs and tracebacks.")
+    if runs_jobs:
+        parser.add_argument(
+            "--max-parallel",
+            type=int,
+            metavar="N",
+            help="Jobs run at once (default MULTIFLEXI_MAX_PARALLEL).",
+        )
+    parser.add_argument("--worker-id", metavar="ID", help="Name of this daemon in table worker.")
+    ns = parser.parse_args(argv)
+    max_parallel = getattr(ns, "max_parallel", None)
+    if max_parallel is not None and max_parallel < 1:
+        parser.error("--max-parallel must be at least 1")
+    if ns.worker_id is not None and not 0 < len(ns.worker_id) <= 128:
+        parser.error("--worker-id must be 1 to 128 characters")
+    return DaemonArgs(ns.once, ns.env_file, ns.debug, max_parallel, ns.worker_id)
+
+
+def open_database(args: DaemonArgs) -> tuple[Settings, Database]:
+    """Settings, logging and a database checked to be reachable and current."""
+    from multiflexi.config import load_settings
+    from multiflexi.daemons.logging import level_from, setup_logging
+    from multiflexi.storage.database import Database
+
+    settings = load_settings(args.env_file)
+    setup_logging(level_from(settings.get("MULTIFLEXI_LOG_LEVEL"), args.debug))
+    return settings, Database(settings)
+
+
+def daemon_main(prog: str, debug: bool, body: Callable[[], int]) -> int:
+    """Run ``body``; configuration and database errors are one line on stderr and exit 1."""
+    from multiflexi.errors import MultiFlexiError
+
+    try:
+        return body()
+    except MultiFlexiError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: error: {one_line(exc)}\n")
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: error: {type(exc).__name__}: {one_line(exc)}\n")
+        return 1

@@ -1,0 +1,196 @@
+"""Lost jobs: running jobs whose worker stopped renewing its lease.
+
+Every executor calls :func:`requeue_lost` every half lease. A job whose lease ran out is
+marked ``lost`` by a conditional UPDATE (``status='running' AND lease_until < now``), so
+that of several executors noticing it at once exactly one wins, and a presumed-dead worker
+that comes back can no longer finish it: its heartbeat and its final UPDATE both require
+``status='running'`` and its own worker id. The output stored so far is kept (the
+streaming stdout/stderr artifacts are closed with their size and checksum), and the next
+attempt is queued as the run template's retry policy says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from multiflexi import queue
+from multiflexi.storage import blobs
+from multiflexi.storage.models import App, Artifact, Job, JobStatus, RunTemplate
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.recovery")
+
+#: How far back lost jobs are checked for a missing retry.
+STRANDED_WINDOW = timedelta(days=2)
+#: A retry is queued in well under this; the lock of a holder killed meanwhile frees
+#: itself after it. (A holder slower than this may race another one: the later of two
+#: retries is then cancelled while it still waits.)
+RETRY_LOCK_SECONDS = 10
+DUPLICATE_REASON = "cancelled: duplicate retry of a lost job"
+#: A job's retry, built once (an alias of the wide job table is costly to construct).
+_RETRY = aliased(Job, name="retry_job")
+
+
+def lost_reason(worker: str, host: str) -> str:
+    return f"lost: worker {worker or '?'} on {host or '?'} stopped renewing its lease"
+
+
+def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime) -> list[int]:
+    """Mark one job lost if it is still running on an expired lease; returns the ids of its
+    streaming artifacts, or raises LookupError when another executor (or the worker
+    itself) got there first."""
+
+    def write(session: Session) -> list[int]:
+        done = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.RUNNING,
+                Job.worker == worker,
+                Job.lease_until < now,
+            )
+            .values(
+                status=JobStatus.LOST, reason=lost_reason(worker, host), end=now, lease_until=None
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise LookupError(job_id)
+        rt_id = session.scalar(select(Job.runtemplate_id).where(Job.id == job_id))
+        if rt_id is not None:
+            session.execute(
+                update(RunTemplate)
+                .where(RunTemplate.id == rt_id)
+                .values(failed_jobs_count=RunTemplate.failed_jobs_count + 1)
+            )
+        return list(
+            session.scalars(
+                select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
+            )
+        )
+
+    return db.run(write)
+
+
+def _close_output(db: Database, artifact_id: int) -> None:
+    """Record size and checksum of what a dead worker managed to store, and close it."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in blobs.iter_content(db, artifact_id):
+        digest.update(chunk)
+        size += len(chunk)
+    db.run(
+        lambda s: s.execute(
+            update(Artifact)
+            .where(Artifact.id == artifact_id, Artifact.state == "streaming")
+            .values(state="complete", size=size, sha256=digest.hexdigest())
+        )
+    )
+
+
+def requeue_lost(
+    db: Database,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    job_hooks: list[Any] | None = None,
+    holder: str | None = None,
+) -> list[int]:
+    """Mark running jobs with an expired lease ``lost`` and queue their retries; queue the
+    missing retries of recently lost jobs too.
+
+    Returns the ids of the jobs this call marked lost.
+    """
+    from multiflexi.jobs import hooks
+
+    moment = now or utcnow()
+    me = holder or queue.new_worker_id("recovery")
+    with db.read() as session:
+        expired = [(j.id, j.worker, j.host) for j in queue.expired_leases(session, moment)]
+    lost: list[int] = []
+    for job_id, worker, host in expired:
+        try:
+            streams = _mark_lost(db, job_id, worker, host, moment)
+        except LookupError:
+            continue  # finished, renewed, or already marked by another executor
+        lost.append(job_id)
+        log.warning("action=lost job_id=%s worker=%s host=%s", job_id, worker, host)
+        for artifact_id in streams:
+            try:
+                _close_output(db, artifact_id)
+            except Exception as exc:  # the record of the loss matters more than the checksum
+                log.error("action=close_output job_id=%s error=%s", job_id, exc)
+        _retry_once(db, settings, job_id, me)
+        if job_hooks:
+            hooks.emit(
+                job_hooks,
+                hooks.JobEvent("finished", job_id, db, settings, {"status": str(JobStatus.LOST)}),
+            )
+    for job_id in _stranded(db, moment):
+        _retry_once(db, settings, job_id, me)
+    return lost
+
+
+def _stranded(db: Database, now: datetime) -> list[int]:
+    """Recently lost jobs whose template wants another attempt, with no retry yet."""
+    retry = _RETRY
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Job.id)
+                .join(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+                .join(App, App.id == Job.app_id)
+                .where(
+                    Job.status == JobStatus.LOST,
+                    Job.end >= now - STRANDED_WINDOW,
+                    Job.attempt < RunTemplate.max_attempts,
+                    RunTemplate.active.is_(True),
+                    App.enabled.is_(True),
+                    ~exists().where(retry.retry_of == Job.id),
+                )
+                .order_by(Job.id)
+                .limit(100)
+            )
+        )
+
+
+def _drop_duplicates(db: Database, job_id: int) -> None:
+    with db.read() as session:
+        retries = list(
+            session.scalars(select(Job.id).where(Job.retry_of == job_id).order_by(Job.id))
+        )
+    if len(retries) > 1:
+        dropped = queue.cancel_jobs(db, retries[1:], DUPLICATE_REASON)
+        log.warning("action=duplicate_retry job_id=%s cancelled=%s", job_id, dropped)
+
+
+def _retry_once(db: Database, settings: Settings, job_id: int, holder: str) -> None:
+    """Queue the next attempt of a lost job unless one exists; one caller at a time."""
+    from multiflexi.jobs import runner
+    from multiflexi.workers import acquire_lock, release_lock
+
+    name = f"retry:{job_id}"
+    try:
+        if not acquire_lock(db, name, holder, RETRY_LOCK_SECONDS):
+            return  # another executor is on it
+        try:
+            with db.read() as session:
+                done = session.scalar(select(Job.id).where(Job.retry_of == job_id).limit(1))
+            if done is None:
+                retry = runner.schedule_retry(db, settings, job_id)
+                if retry is not None:
+                    log.info("action=retry job_id=%s retry_job_id=%s", job_id, retry)
+                    _drop_duplicates(db, job_id)
+        finally:
+            release_lock(db, name, holder)
+    except Exception as exc:  # the next round tries again
+        log.error("action=retry_failed job_id=%s error=%s", job_id, exc)

@@ -1,0 +1,331 @@
+"""The scheduler's step: due ticks of run-template schedules become queued jobs.
+
+For every active run template with an interval (``y m w d h i c``), :meth:`Scheduler.step`
+finds the latest tick at or before ``now`` (:mod:`.calendar`, in the configured time
+zone, ``delay`` added). The tick fires when it is later than the template's reference
+time: the last tick fired (``last_schedule``), or the moment the template was created or
+last changed, whichever is latest -- a template set to "daily" at 15:00 waits for the next
+midnight instead of running at once for the midnight that passed before it existed.
+
+* Only the latest tick fires: ticks missed while the scheduler was down run once, not once
+  each.
+* A template whose previous scheduled job still waits in the queue gets no new job.
+* Each fired tick inserts ``ScheduledTick(runtemplate_id, tick)`` in the transaction that
+  creates the job. The template rows of a batch are locked first (``FOR UPDATE`` on
+  PostgreSQL and MariaDB, the ``BEGIN IMMEDIATE`` write lock on SQLite), and the unique
+  pair is the last guard: of two schedulers on one database, exactly one creates the job.
+* Jobs are created in batches by :func:`~multiflexi.scheduling.bulk.bulk_create_jobs`
+  (re-exported here), which writes the rows ``jobs.service.create_job`` would write
+  (environment, argv, command, queue entry) with a few statements per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from multiflexi import queue
+from multiflexi.errors import Invalid
+from multiflexi.scheduling.bulk import CreatedJob, JobRequest, bulk_create_jobs
+from multiflexi.scheduling.calendar import INTERVAL_NAMES, next_fire
+from multiflexi.storage.models import App, Job, RunTemplate, ScheduledTick
+from multiflexi.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from multiflexi.config import Settings
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.scheduler")
+
+__all__ = ["SCHEDULE_TYPES", "JobRequest", "Scheduler", "StepResult", "bulk_create_jobs"]
+
+#: Interval code -> the ``schedule_type`` of the jobs it creates.
+SCHEDULE_TYPES: dict[str, str] = {c: n for c, n in INTERVAL_NAMES.items() if c != "n"}
+SCHEDULER_TYPES = frozenset(SCHEDULE_TYPES.values())
+#: Tables written by executemany (Core): an ORM unit of work per row is too slow.
+_TICKS = cast(Table, ScheduledTick.__table__)
+_TEMPLATES = cast(Table, RunTemplate.__table__)
+#: What a step reads of every scheduled template.
+_SCAN = [
+    getattr(RunTemplate, name)
+    for name in [
+        "id",
+        "interv",
+        "cron",
+        "delay",
+        "last_schedule",
+        "next_schedule",
+        "created",
+        "saved",
+    ]
+]
+#: What a batch locks and reads again: plain rows, no ORM object per template.
+_LOCK = [
+    getattr(RunTemplate, name)
+    for name in [
+        "id",
+        "name",
+        "app_id",
+        "company_id",
+        "executor",
+        "active",
+        "last_schedule",
+        "created",
+        "saved",
+    ]
+]
+#: Templates per transaction: big enough to be fast, small enough to keep locks short.
+BATCH = 1000
+#: How far back a tick is searched for (a 29 February rule fires every 4 to 8 years).
+_HORIZON = timedelta(days=366 * 9)
+
+
+def latest_fire(
+    interv: str, cron: str | None, at: datetime, tz: str, delay: int = 0
+) -> datetime | None:
+    """The latest fire time at or before ``at`` (aware UTC), or None if there is none.
+
+    Widens a window back from ``at`` until it holds a tick, then narrows in on the last
+    one: a few steps forward, then bisection (``next_fire(s) <= at`` holds exactly for
+    the ``s`` before the wanted tick; ticks are whole seconds apart).
+    """
+    span = timedelta(minutes=2)
+    while span <= _HORIZON * 4:
+        low = at - span
+        first = next_fire(interv, cron, low, tz, delay)
+        if first is None:
+            return None
+        if first <= at:
+            for _ in range(8):  # dense rules (minutely) end here
+                following = next_fire(interv, cron, first, tz, delay)
+                if following is None or following > at:
+                    return first
+                low, first = first, following
+            high = at
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                found = next_fire(interv, cron, middle, tz, delay)
+                if found is not None and found <= at:
+                    low = middle
+                else:
+                    high = middle
+            return next_fire(interv, cron, low, tz, delay)
+        span *= 4
+    return None
+
+
+@dataclass(frozen=True)
+class Ticks:
+    """The latest tick at or before a moment, and the one after it."""
+
+    latest: datetime | None
+    following: datetime | None
+    computed_at: datetime
+
+    def valid_at(self, now: datetime) -> bool:
+        return self.computed_at <= now and (self.following is None or now < self.following)
+
+
+@dataclass(frozen=True)
+class _Due:
+    rt_id: int
+    tick: datetime
+    schedule_type: str
+    following: datetime | None
+
+
+@dataclass
+class StepResult:
+    """What one step did."""
+
+    created: list[int] = field(default_factory=list)
+    #: Templates with a due tick whose previous scheduled job still waits.
+    waiting: list[int] = field(default_factory=list)
+    #: Templates whose schedule cannot be evaluated (invalid cron in the database).
+    invalid: list[int] = field(default_factory=list)
+    #: The earliest future tick of all templates: when the next step has work.
+    next_tick: datetime | None = None
+    seconds: float = 0.0
+
+
+def _set_schedules(
+    session: Session, rows: Sequence[tuple[int, datetime | None, datetime | None]]
+) -> None:
+    """Set ``next_schedule`` (and ``last_schedule`` where given). Templates sharing a rule
+    share the values, so one ``UPDATE ... WHERE id IN`` per distinct pair does it (an
+    executemany is a round trip per row on MariaDB)."""
+    groups: dict[tuple[datetime | None, datetime | None], list[int]] = defaultdict(list)
+    for rt_id, last, following in rows:
+        groups[(last, following)].append(rt_id)
+    for (last, following), ids in groups.items():
+        values: dict[str, datetime | None] = {"next_schedule": following}
+        if last is not None:
+            values["last_schedule"] = last
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            session.execute(update(_TEMPLATES).where(_TEMPLATES.c.id.in_(chunk)).values(values))
+
+
+def _reference(last: datetime | None, created: datetime | None, saved: datetime | None) -> datetime:
+    return max((t for t in (last, created, saved) if t is not None), default=datetime.min)
+
+
+class Scheduler:
+    """Keeps the tick cache between steps; one per scheduler daemon."""
+
+    def __init__(self, db: Database, settings: Settings, job_hooks: list[Any] | None = None):
+        from multiflexi.jobs import hooks
+
+        self.db = db
+        self.settings = settings
+        self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
+        self._ticks: dict[tuple[str, str | None, int, str], Ticks] = {}
+        self._warned: dict[int, str] = {}
+
+    def ticks(self, interv: str, cron: str | None, delay: int, now: datetime) -> Ticks:
+        """The ticks of a rule around ``now``; computed once per rule while valid."""
+        key = (interv, cron, delay, self.settings.timezone)
+        cached = self._ticks.get(key)
+        if cached is not None and cached.valid_at(now):
+            return cached
+        tz = self.settings.timezone
+        found = Ticks(
+            latest_fire(interv, cron, now, tz, delay), next_fire(interv, cron, now, tz, delay), now
+        )
+        self._ticks[key] = found
+        return found
+
+    def step(self, now: datetime | None = None) -> StepResult:
+        """Queue a job for every template with a due tick; see the module docstring."""
+        started = time.monotonic()
+        moment = now or utcnow()
+        result = StepResult()
+        with self.db.read() as session:
+            rows = session.execute(
+                select(*_SCAN)
+                .join(App, App.id == RunTemplate.app_id)
+                .where(
+                    RunTemplate.active.is_(True),
+                    RunTemplate.interv.in_(list(SCHEDULE_TYPES)),
+                    App.enabled.is_(True),
+                )
+                .order_by(RunTemplate.id)
+            ).all()
+        due: list[_Due] = []
+        stale: list[tuple[int, datetime | None, datetime | None]] = []
+        for row in rows:
+            try:
+                ticks = self.ticks(row.interv, row.cron, row.delay or 0, moment)
+            except Invalid as exc:
+                self._warn_invalid(row.id, row.cron, exc)
+                result.invalid.append(row.id)
+                continue
+            if ticks.following is not None and (
+                result.next_tick is None or ticks.following < result.next_tick
+            ):
+                result.next_tick = ticks.following
+            reference = _reference(row.last_schedule, row.created, row.saved)
+            if ticks.latest is not None and ticks.latest > reference:
+                kind = SCHEDULE_TYPES[row.interv]
+                due.append(_Due(row.id, ticks.latest, kind, ticks.following))
+            elif row.next_schedule != ticks.following:
+                stale.append((row.id, None, ticks.following))
+        if stale:  # keep next_schedule right for `run-template:show` after edits
+            self.db.run(lambda s: _set_schedules(s, stale))
+        for start in range(0, len(due), BATCH):
+            created, waiting = self._fire(due[start : start + BATCH], moment)
+            result.created += created
+            result.waiting += waiting
+        result.seconds = time.monotonic() - started
+        if result.created:
+            log.info("action=scheduled jobs=%d seconds=%.3f", len(result.created), result.seconds)
+        return result
+
+    def _warn_invalid(self, rt_id: int, cron: str | None, exc: Invalid) -> None:
+        self._skip(rt_id, exc.message)
+
+    def _skip(self, rt_id: int, why: str) -> None:
+        """Log a template that cannot be scheduled, once per reason (not every step)."""
+        if self._warned.get(rt_id) != why:
+            self._warned[rt_id] = why
+            log.warning("action=skip_template runtemplate_id=%s error=%s", rt_id, why)
+
+    def _fire(self, batch: Sequence[_Due], now: datetime) -> tuple[list[int], list[int]]:
+        def fire(session: Session) -> tuple[list[CreatedJob], list[int]]:
+            ids = [d.rt_id for d in batch]
+            stmt = select(*_LOCK).where(RunTemplate.id.in_(ids)).order_by(RunTemplate.id)
+            if session.get_bind().dialect.name != "sqlite":
+                stmt = stmt.with_for_update()  # serialise with other schedulers
+            rts = {rt.id: rt for rt in session.execute(stmt)}
+            waiting = set(
+                session.scalars(
+                    select(Job.runtemplate_id)
+                    .where(
+                        Job.runtemplate_id.in_(ids),
+                        Job.status.in_(queue.WAITING),
+                        Job.schedule_type.in_(SCHEDULER_TYPES),
+                    )
+                    .distinct()
+                )
+            )
+            fired = {
+                (rt_id, tick)
+                for rt_id, tick in session.execute(
+                    select(ScheduledTick.runtemplate_id, ScheduledTick.tick).where(
+                        ScheduledTick.runtemplate_id.in_(ids),
+                        ScheduledTick.tick.in_({d.tick for d in batch}),
+                    )
+                )
+            }
+            requests, blocked, following = [], [], {}
+            for d in batch:
+                rt = rts.get(d.rt_id)
+                if rt is None or not rt.active:
+                    continue
+                if rt.id in waiting:
+                    blocked.append(rt.id)
+                    continue
+                if (rt.id, d.tick) in fired or d.tick <= _reference(
+                    rt.last_schedule, rt.created, rt.saved
+                ):
+                    continue  # another scheduler was first
+                requests.append(JobRequest(rt, d.tick, d.schedule_type))
+                following[rt.id] = d.following
+            jobs = bulk_create_jobs(session, self.settings, requests, self._skip)
+            if jobs:
+                session.execute(
+                    insert(_TICKS),
+                    [
+                        {"runtemplate_id": j.runtemplate_id, "tick": j.schedule, "job_id": j.id}
+                        for j in jobs
+                    ],
+                )
+                _set_schedules(
+                    session,
+                    [(j.runtemplate_id, j.schedule, following[j.runtemplate_id]) for j in jobs],
+                )
+            return jobs, blocked
+
+        try:
+            jobs, blocked = self.db.run(fire)
+        except IntegrityError:
+            # A tick inserted meanwhile by a scheduler that does not lock (or a clock
+            # that went back): the retry sees it and creates nothing for it.
+            log.info("action=tick_conflict templates=%d", len(batch))
+            jobs, blocked = self.db.run(fire)
+        from multiflexi.jobs import hooks
+
+        for job in jobs:  # after the commit, as create_job does
+            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
+            if self.hooks:
+                hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
+        return [j.id for j in jobs], blocked

@@ -1,0 +1,148 @@
+"""Running the daemons as real processes in tests, and waiting for conditions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+
+from multiflexi.scheduling.scheduler import JobRequest, bulk_create_jobs
+from multiflexi.storage.database import Database
+from multiflexi.storage.models import Job, RunTemplate
+from multiflexi.storage.types import utcnow
+from tests.conftest import db_environment
+
+T = TypeVar("T")
+
+BIN = Path(sys.executable).parent
+EXECUTOR = str(BIN / "multiflexi-executor")
+SCHEDULER = str(BIN / "multiflexi-scheduler")
+
+
+def wait_until(
+    check: Callable[[], T], timeout: float, message: str = "condition", every: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(every)
+
+
+def daemon_env(db: Database, **extra: str) -> dict[str, str]:
+    """The process environment of a daemon on ``db``: nothing of ours is inherited."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
+    }
+    return {
+        **base,
+        **db_environment(db),
+        "MULTIFLEXI_HOUSEKEEPING_INTERVAL": "0",
+        "MULTIFLEXI_LOG_LEVEL": "info",
+        **extra,
+    }
+
+
+class Daemon:
+    """A daemon subprocess whose stderr goes to a file (no pipe can fill up)."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            list(argv), env=env, stdout=subprocess.DEVNULL, stderr=self._log, cwd=log.parent
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None and text not in self.log():
+                raise AssertionError(f"daemon exited ({self.proc.returncode}):\n{self.log()}")
+            return text in self.log()
+
+        wait_until(seen, timeout, f"{text!r} in the daemon log")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+@contextmanager
+def daemons(
+    db: Database, tmp_path: Path, argvs: Sequence[Sequence[str]], **extra: str
+) -> Iterator[list[Daemon]]:
+    """Start daemons on ``db``; every one is killed at the end, whatever happens."""
+    started: list[Daemon] = []
+    try:
+        for i, argv in enumerate(argvs):
+            started.append(Daemon(argv, daemon_env(db, **extra), tmp_path / f"daemon-{i}.log"))
+        yield started
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+def queue_jobs(
+    db: Database, rt_ids: Sequence[int], count: int, at: datetime | None = None
+) -> list[int]:
+    """``count`` jobs spread over the templates, queued in one transaction."""
+    when = at or utcnow()
+    with db.session() as session:
+        rts = [session.get_one(RunTemplate, rt_id) for rt_id in rt_ids]
+        created = bulk_create_jobs(
+            session,
+            db.settings,
+            [JobRequest(rts[i % len(rts)], when, "adhoc") for i in range(count)],
+        )
+    return [c.id for c in created]
+
+
+def statuses(db: Database, job_ids: Sequence[int] | None = None) -> dict[int, str]:
+    with db.read() as session:
+        stmt = select(Job.id, Job.status)
+        if job_ids is not None:
+            stmt = stmt.where(Job.id.in_(list(job_ids)))
+        return {int(i): str(s) for i, s in session.execute(stmt)}
+
+
+def all_final(db: Database, job_ids: Sequence[int]) -> bool:
+    final = {"success", "failed", "lost", "cancelled"}
+    return all(s in final for s in statuses(db, job_ids).values())
+
+
+def kill_group(pid: int | None) -> None:
+    """Kill a job's process group left behind by a killed executor."""
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
