@@ -20,10 +20,16 @@ def unix_login() -> str:
 
 def current_user(session: Session) -> User:
     """The user row of the Unix account, created (disabled for web login) on first use."""
+    from sqlalchemy.exc import IntegrityError
+
     login = unix_login()[:64]
     user = session.scalar(select(User).where(User.login == login))
     if user is None:
-        user = User(login=login, email=f"{login}@{socket.gethostname()}", enabled=False)
-        session.add(user)
-        session.flush()
+        # Two daemons starting on a fresh database may both try: the loser re-reads.
+        try:
+            with session.begin_nested():
+                user = User(login=login, email=f"{login}@{socket.gethostname()}", enabled=False)
+                session.add(user)
+        except IntegrityError:
+            user = session.scalars(select(User).where(User.login == login)).one()
     return user

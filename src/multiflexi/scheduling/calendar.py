@@ -121,6 +121,10 @@ def _expand(text: str, index: int, expr: str) -> set[int]:
     return values
 
 
+#: The width of ``runtemplate.cron``.
+CRON_MAX_LENGTH = 64
+
+
 def validate_cron(expr: str) -> str:
     """Return the normalised five-field expression, or raise :class:`Invalid` saying why.
 
@@ -139,6 +143,8 @@ def validate_cron(expr: str) -> str:
         _expand(text, index, str(expr))
     fields[2] = fields[2].replace("l", "L")  # day-of-month has no names; L is "last day"
     normalised = " ".join(fields)
+    if len(normalised) > CRON_MAX_LENGTH:
+        raise Invalid(f"cron expression is longer than {CRON_MAX_LENGTH} characters")
     from croniter import CroniterError, croniter
 
     try:
