@@ -47,6 +47,10 @@ SAMPLE_FAST = 0.02
 SAMPLE_FAST_FOR = 2.0
 
 
+#: The variable that marks a job's processes (its own working directory).
+MARKER = "MULTIFLEXI_TMP"
+
+
 def _vm_hwm_kb(pid: int | str) -> int:
     """Peak RSS (``VmHWM``, KiB) of a live process's current address space; 0 if unknown."""
     try:
@@ -299,8 +303,23 @@ class _Run:
 
     # -- after the main process exited --------------------------------------------------
 
+    def _find_by_marker(self) -> None:
+        """Find descendants that escaped before they could be tracked (a double fork that
+        finished within a tick): they still carry the job's own directory in their
+        environment, which no other process has."""
+        value = self.spec.env.get(MARKER)
+        if not value:
+            return
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid in self.seen or proc.pid == os.getpid():
+                continue
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARKER) == value:
+                    self.seen[proc.pid] = proc
+
     def finish(self) -> None:
         """Kill what is left, drain the pipes (bounded), reap."""
+        self._find_by_marker()
         self._signal_all(signal.SIGKILL)
         if self.pidfd is not None:
             self.selector.unregister(self.pidfd)
