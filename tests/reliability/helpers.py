@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -29,7 +30,7 @@ from sqlalchemy import select, text
 
 from multiflexi.storage import blobs
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Artifact, Base, Job
+from multiflexi.storage.models import Artifact, Base, Job, RunTemplate
 from tests.conftest import IN_CI, ServerDatabases, open_database
 from tests.daemons.helpers import wait_until
 
@@ -173,6 +174,23 @@ def duplicate_retries(db: Database) -> dict[int, list[Job]]:
         assert job.retry_of is not None
         by_parent[job.retry_of].append(job)
     return {parent: kids for parent, kids in by_parent.items() if len(kids) > 1}
+
+
+def more_templates(
+    db: Database, setup: tuple[int, int, int], count: int, **options: Any
+) -> list[int]:
+    """``count`` more run templates of the application and company of a ``make_setup``
+    result (whose own template comes first): many templates without many companies,
+    whose names ``make_setup`` draws from a small random space."""
+    app_id, company_id, rt_id = setup
+    with db.session() as session:
+        made = [
+            RunTemplate(app_id=app_id, company_id=company_id, name=f"probe run {i}", **options)
+            for i in range(count - 1)
+        ]
+        session.add_all(made)
+        session.flush()
+        return [rt_id, *(rt.id for rt in made)]
 
 
 def snapshot(db: Database) -> str:

@@ -5,6 +5,7 @@ Invalid ones (wrong field counts, values out of range, reversed ranges, zero ste
 garbage, nicknames, dates that never come, codes that are not intervals) are refused at
 creation with exit 1 and one error line, and nothing is stored -- so they never reach
 the scheduler. Valid ones are stored and produce next runs, and the scheduler fires them.
+A value longer than its column is refused the same way on every backend.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from multiflexi.scheduling.calendar import INTERVAL_NAMES, MONTHS, WEEKDAYS
 from multiflexi.scheduling.scheduler import Scheduler
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, RunTemplate
+from multiflexi.storage.models import Company, Job, RunTemplate
 from multiflexi.storage.types import utcnow
 from tests.conftest import Cli, db_environment
 from tests.factories import make_setup
@@ -248,14 +249,8 @@ def test_valid_cron_expressions_are_stored_and_produce_next_runs(
 def test_a_valid_cron_expression_longer_than_its_column_is_refused_on_every_backend(
     any_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``runtemplate.cron`` is VARCHAR(64): a longer expression must be refused with one
-    line, like any invalid one, not stored on SQLite and crash on the servers.
-
-    Fails today: SQLite stores it; PostgreSQL and MariaDB fail with "internal error:
-    DataError" followed by the whole SQL statement. Fix: ``scheduling.calendar.
-    validate_cron`` refuses a normalised expression longer than 64 characters; and
-    ``cli/main.py`` passes the message of an internal error through ``_error_line`` so
-    that it stays one line."""
+    """``runtemplate.cron`` is VARCHAR(64): a longer expression is refused with one line,
+    like any invalid one -- not stored on SQLite and a crash on the servers."""
     app_id, company_id, _ = make_setup(any_db, cmdparams="-c pass")
     cli = Cli({**db_environment(any_db), "PATH": os.environ.get("PATH", "")}, monkeypatch)
     expr = ",".join(str(m) for m in range(0, 60, 2)) + " * * * *"
@@ -264,3 +259,23 @@ def test_a_valid_cron_expression_longer_than_its_column_is_refused_on_every_back
     res = create(cli, str(app_id), str(company_id), "--cron", expr)
     assert (res.exit_code, one_error_line(res.stderr)) == (1, True), res.stderr
     assert count(any_db, RunTemplate) == before
+
+
+def test_a_company_email_longer_than_its_column_is_refused_with_one_line_on_every_backend(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found next to the cron check above: ``company.email`` is VARCHAR(255), and
+    ``company:create --email`` with a longer address is stored as is on SQLite, while
+    PostgreSQL and MariaDB refuse the INSERT and the CLI prints "error: internal error:
+    DataError: ..." followed by the whole SQL statement and its parameters, over several
+    lines.
+
+    Fails today on every backend. Fix: the company service checks the length of
+    ``email`` like it does for ``name``, ``slug`` and ``ic``; and ``cli/main.py``'s last
+    resort handler passes the message through ``_error_line`` (one line, whatever goes
+    wrong)."""
+    cli = Cli({**db_environment(any_db), "PATH": os.environ.get("PATH", "")}, monkeypatch)
+    before = count(any_db, Company)
+    res = cli("company:create", "--name", "Long Mail", "--email", "x" * 300 + "@example.com")
+    assert (res.exit_code, one_error_line(res.stderr)) == (1, True), res.stderr[:300]
+    assert count(any_db, Company) == before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def existing(cli: Cli, tmp_path: Path) -> None:
 
 
 def one_error_line(stderr: str, *fragments: str) -> str:
-    lines = stderr.strip().splitlines()
+    lines = stderr.strip().split("\n")
     errors = [line for line in lines if not line.startswith("warning: ")]
     assert len(errors) == 1 and errors[0].startswith("error: "), stderr
     assert "Traceback" not in stderr
@@ -245,3 +246,43 @@ def test_random_mutations_are_imported_or_refused_cleanly_never_half_imported(
             assert res.exit_code == 0, context  # what validates always imports
 
     check()
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def with_json(**changes: Any) -> dict[str, Any]:
+    doc = valid_doc()
+    doc.update(changes)
+    return doc
+
+
+#: A variable name that tries to take over the terminal: set its title (OSC), clear the
+#: screen (CSI), return to the start of the line and overwrite what was printed.
+TERMINAL_TRICKS = "\x1b]0;pwned\x07\x1b[2J\rFORGED"
+
+
+def test_control_characters_of_a_definition_never_reach_the_terminal(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An error names the place of the problem -- here a variable name made of terminal
+    control sequences -- without writing those sequences to the user's terminal.
+
+    Fails today: ``apps.spec.json_path`` quotes only ``\\`` and ``'`` of a key, and the
+    CLI's ``_error_line`` joins lines only; click strips the CSI colour sequence when the
+    output is not a terminal, but the OSC sequence, BEL and the carriage return reach
+    stderr as they are. Fix: ``json_path`` escapes non-printable characters of a key
+    (e.g. ``\\x1b``, ``\\r``, as ``repr`` does), and ``_error_line`` replaces any control
+    character left in a message."""
+    path = tmp_path / "tricks.multiflexi.app.json"
+    path.write_text(json.dumps(with_json(environment={TERMINAL_TRICKS: {"type": "string"}})))
+    commands: list[list[str | Path]] = [
+        ["application:import-json", "--file", path],
+        ["application:validate-json", "--file", path],
+    ]
+    for args in commands:
+        res = cli(*args)
+        assert res.exit_code == 1
+        shown = res.stdout + res.stderr
+        assert "environment" in shown
+        assert not CONTROL.search(shown), (args, shown)

@@ -145,12 +145,8 @@ def test_a_classic_double_fork_daemon_is_killed_with_its_job(
 ) -> None:
     """The daemon's intermediate parent exits at once, as daemon libraries do: the job
     ends on time (the daemon's open stdout is drained for 2 s at most), but the daemon,
-    reparented to init before the executor ever saw it, is left running.
-
-    Fails today (docs/executor.md, "Limitation"). Fix in ``executors/native.py``: start
-    each job under a per-job subreaper (a small wrapper that sets
-    ``prctl(PR_SET_CHILD_SUBREAPER)``, runs the argv, and at the end kills and reaps
-    everything reparented to it), or in a cgroup that is killed as a whole."""
+    reparented to init before the executor ever saw it, must not be left running: the
+    executor finds it by the job's own ``MULTIFLEXI_TMP`` in its environment."""
     db = sqlite_db
     script = make_script(tmp_path, DOUBLE_FORK, "double_fork.py")
     _, _, rt = make_setup(db, cmdparams=f"{script} {marker} 0", timeout=30)

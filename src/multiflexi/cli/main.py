@@ -123,7 +123,9 @@ cli.add_registered()  # type: ignore[attr-defined]
 
 
 def _error_line(message: str) -> str:
-    return " ".join(message.split()) if "\n" in message else message
+    """One printable line: newlines folded, terminal control characters escaped."""
+    folded = " ".join(message.split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in folded)
 
 
 def main(argv: list[str] | None = None, prog_name: str = "multiflexi-cli") -> int:
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None, prog_name: str = "multiflexi-cli") -> in
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if debug:
             raise
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"error: internal error: {type(exc).__name__}: {_error_line(first)}", err=True)
         return 1
 
 

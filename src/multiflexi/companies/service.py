@@ -103,6 +103,8 @@ def _check_fields(values: Mapping[str, Any]) -> None:
             raise Invalid("company name is longer than 255 characters")
     if values.get("email") and not _EMAIL.match(values["email"]):
         raise Invalid(f"invalid e-mail address {values['email']!r}")
+    if len(values.get("email") or "") > 255:
+        raise Invalid("e-mail address is longer than 255 characters")
     if len(values.get("ic") or "") > 32:
         raise Invalid("IC is longer than 32 characters")
     if len(values.get("zabbix_host") or "") > 255:

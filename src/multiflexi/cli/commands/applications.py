@@ -112,8 +112,10 @@ def validate_json(file: str) -> int:
     violations = service.validate_file(file)
     data = {"valid": not violations, "file": file, "violations": [v.as_dict() for v in violations]}
     if violations:
-        lines = [f"{file}: invalid, {len(violations)} violation(s):"]
-        lines += [f"  {v}" for v in violations]
+        lines = [f"{file}: invalid, {len(violations)} violation(s):"]  # noqa: RUF100
+        from multiflexi.cli.main import _error_line
+
+        lines += [f"  {_error_line(str(v))}" for v in violations]
         text = "\n".join(lines)
     else:
         text = f"{file}: valid"
