@@ -7,6 +7,11 @@ that comes back can no longer finish it: its heartbeat and its final UPDATE both
 ``status='running'`` and its own worker id. The output stored so far is kept (the
 streaming stdout/stderr artifacts are closed with their size and checksum), and the next
 attempt is queued as the run template's retry policy says.
+
+The same sweep queues the retries that are missing for another reason: a worker that
+committed a job's final ``failed`` or ``lost`` status and died (or lost the database)
+before it queued the next attempt. Executors and the sweep queue a retry only through
+:func:`retry_once`, under one lock per job, so a retry is never queued twice.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi import queue
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("multiflexi.recovery")
 
-#: How far back lost jobs are checked for a missing retry.
+#: How far back failed and lost jobs are checked for a missing retry.
 STRANDED_WINDOW = timedelta(days=2)
 #: A retry is queued in well under this; the lock of a holder killed meanwhile frees
 #: itself after it. (A holder slower than this may race another one: the later of two
@@ -129,20 +134,23 @@ def requeue_lost(
                 _close_output(db, artifact_id)
             except Exception as exc:  # the record of the loss matters more than the checksum
                 log.error("action=close_output job_id=%s error=%s", job_id, exc)
-        _retry_once(db, settings, job_id, me)
+        retry_once(db, settings, job_id, me)
         if job_hooks:
             hooks.emit(
                 job_hooks,
                 hooks.JobEvent("finished", job_id, db, settings, {"status": str(JobStatus.LOST)}),
             )
-    for job_id in _stranded(db, moment):
-        _retry_once(db, settings, job_id, me)
+    for job_id in _stranded(db, settings, moment):
+        retry_once(db, settings, job_id, me)
     return lost
 
 
-def _stranded(db: Database, now: datetime) -> list[int]:
-    """Recently lost jobs whose template wants another attempt, with no retry yet."""
+def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:
+    """Recently failed or lost jobs whose template wants another attempt, with no retry
+    yet. A job that failed within the last lease is left to its own worker, which queues
+    the retry right after the final status."""
     retry = _RETRY
+    grace = timedelta(seconds=settings.lease_seconds)
     with db.read() as session:
         return list(
             session.scalars(
@@ -150,8 +158,9 @@ def _stranded(db: Database, now: datetime) -> list[int]:
                 .join(RunTemplate, RunTemplate.id == Job.runtemplate_id)
                 .join(App, App.id == Job.app_id)
                 .where(
-                    Job.status == JobStatus.LOST,
+                    Job.status.in_((JobStatus.FAILED, JobStatus.LOST)),
                     Job.end >= now - STRANDED_WINDOW,
+                    or_(Job.status == JobStatus.LOST, Job.end < now - grace),
                     Job.attempt < RunTemplate.max_attempts,
                     RunTemplate.active.is_(True),
                     App.enabled.is_(True),
@@ -173,24 +182,30 @@ def _drop_duplicates(db: Database, job_id: int) -> None:
         log.warning("action=duplicate_retry job_id=%s cancelled=%s", job_id, dropped)
 
 
-def _retry_once(db: Database, settings: Settings, job_id: int, holder: str) -> None:
-    """Queue the next attempt of a lost job unless one exists; one caller at a time."""
+def retry_once(db: Database, settings: Settings, job_id: int, holder: str) -> int | None:
+    """Queue the next attempt of a failed or lost job unless one exists; one caller at a
+    time. Returns the new job's id, or None when none was queued (policy says stop, a
+    retry exists, another caller holds the lock, or the database failed: the next sweep
+    tries again)."""
     from multiflexi.jobs import runner
     from multiflexi.workers import acquire_lock, release_lock
 
     name = f"retry:{job_id}"
     try:
         if not acquire_lock(db, name, holder, RETRY_LOCK_SECONDS):
-            return  # another executor is on it
+            return None  # another executor is on it
         try:
             with db.read() as session:
                 done = session.scalar(select(Job.id).where(Job.retry_of == job_id).limit(1))
-            if done is None:
-                retry = runner.schedule_retry(db, settings, job_id)
-                if retry is not None:
-                    log.info("action=retry job_id=%s retry_job_id=%s", job_id, retry)
-                    _drop_duplicates(db, job_id)
+            if done is not None:
+                return None
+            retry = runner.schedule_retry(db, settings, job_id)
+            if retry is not None:
+                log.info("action=retry job_id=%s retry_job_id=%s", job_id, retry)
+                _drop_duplicates(db, job_id)
+            return retry
         finally:
             release_lock(db, name, holder)
     except Exception as exc:  # the next round tries again
         log.error("action=retry_failed job_id=%s error=%s", job_id, exc)
+        return None

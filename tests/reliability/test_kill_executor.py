@@ -278,23 +278,16 @@ def test_a_lost_job_whose_retry_was_not_queued_is_retried_by_the_next_recovery(
     assert len(retries) == 1, "the lost job (attempt 1 of 3) is never retried"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a failed job's retry is queued after its final status, in a separate "
-    "transaction; recovery sweeps only lost jobs (docs/guarantees.md, Known gaps)",
-)
 def test_a_failed_job_whose_retry_was_not_queued_is_retried_later(
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same window after a failure: ``JobRunner._after_finish`` queues the retry of a
     failed job after its final status is committed, in a transaction of its own. An
     executor killed in between (or a database away for longer than ``Database.run``
-    retries) leaves a ``failed`` job (attempt 1 of 3) that is never retried.
+    retries) leaves a ``failed`` job (attempt 1 of 3) without its retry.
 
-    Fails today. Fix: let recovery's sweep for missing retries (``recovery._stranded``)
-    take ``failed`` jobs too, not only ``lost`` ones, and have ``JobRunner._after_finish``
-    queue the retry through the same lock (``recovery._retry_once``) so that the sweep
-    and the executor never both queue one."""
+    Recovery's sweep for missing retries takes failed jobs too, once their own worker
+    had a lease's time to queue one; both go through one lock per job."""
     _, _, rt = make_setup(sqlite_db, cmdparams="-c 'raise SystemExit(1)'", max_attempts=3)
     job_id = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id
     claim = claim_job(sqlite_db, job_id, "crashing", lease_seconds=60)
@@ -308,7 +301,11 @@ def test_a_failed_job_whose_retry_was_not_queued_is_retried_later(
     monkeypatch.undo()
     # Later recovery rounds, by this or another executor.
     requeue_lost(sqlite_db, sqlite_db.settings)
+    with sqlite_db.read() as session:
+        early = list(session.scalars(select(Job.id).where(Job.retry_of == job_id)))
+    assert early == [], "the sweep left the job to its own worker for one lease"
     requeue_lost(sqlite_db, sqlite_db.settings, utcnow() + timedelta(minutes=5))
+    requeue_lost(sqlite_db, sqlite_db.settings, utcnow() + timedelta(minutes=6))
     with sqlite_db.read() as session:
         retries = list(session.scalars(select(Job.id).where(Job.retry_of == job_id)))
     assert len(retries) == 1, "the failed job (attempt 1 of 3) is never retried"

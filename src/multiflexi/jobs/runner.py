@@ -297,7 +297,7 @@ class JobRunner:
             shutil.rmtree(prepared.workdir, ignore_errors=True)
         if not won:
             return JobStatus.LOST
-        self._after_finish(claim.job_id, status)
+        self._after_finish(claim.job_id, status, claim.worker)
         return status
 
     # -- helpers ---------------------------------------------------------------------
@@ -394,15 +394,15 @@ class JobRunner:
             claim, JobStatus.FAILED, failure.reason, None, failure.exit_code, runtemplate_id=rt_id
         )
         if won:
-            self._after_finish(claim.job_id, JobStatus.FAILED)
+            self._after_finish(claim.job_id, JobStatus.FAILED, claim.worker)
         return JobStatus.FAILED if won else JobStatus.LOST
 
-    def _after_finish(self, job_id: int, status: JobStatus) -> None:
+    def _after_finish(self, job_id: int, status: JobStatus, worker: str) -> None:
         if status != JobStatus.SUCCESS:
-            try:
-                schedule_retry(self.db, self.settings, job_id)
-            except Exception as exc:
-                log.error("action=retry_failed job_id=%s error=%s", job_id, exc)
+            # Through recovery's lock: its sweep may be queueing the same retry.
+            from multiflexi.recovery import retry_once
+
+            retry_once(self.db, self.settings, job_id, worker)
         self._emit("finished", job_id, status=str(status))
 
     def _emit(self, phase: str, job_id: int, **data: Any) -> None:

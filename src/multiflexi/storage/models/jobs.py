@@ -50,6 +50,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_job_status_runtemplate", "status", "runtemplate_id"),
         Index("ix_job_company_created", "company_id", "created"),
+        Index("ix_job_retry_of", "retry_of"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
