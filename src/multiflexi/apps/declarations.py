@@ -205,6 +205,13 @@ def _field(r: Reader, key: str, decl: Any, path: tuple[str | int, ...]) -> Field
             ftype = TYPE_ALIASES[ftype]
         elif ftype != raw_type and ftype in FIELD_TYPES:
             r.warn((*path, "type"), f"{raw_type!r} read as {ftype!r}")
+        if ftype not in FIELD_TYPES:
+            # An unknown type has no defined value check or secrecy: importing it could
+            # store a secret as plain text, so even a lenient import refuses it.
+            r.error(
+                (*path, "type"),
+                f"unknown type {raw_type!r} (known: {', '.join(sorted(FIELD_TYPES))})",
+            )
     translations: dict[str, dict[str, str]] = {}
     texts: dict[str, str] = {}
     for attr in ("name", "description", "hint", "note"):
