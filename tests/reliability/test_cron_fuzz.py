@@ -70,8 +70,8 @@ def valid_field(draw: Any, index: int) -> str:
 def valid_cron(draw: Any) -> str:
     fields = list(draw(st.tuples(*(valid_field(i) for i in range(5)))))
     if "#" in fields[4]:
-        # croniter cannot combine a day of month with "n-th weekday" (it reports that
-        # the expression never fires), so the calendar refuses the pair.
+        # croniter cannot combine a day of month with "n-th weekday", so the calendar
+        # refuses the pair (tests/unit/test_calendar.py).
         fields[2] = "*"
     return " ".join(fields)
 

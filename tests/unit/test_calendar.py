@@ -95,6 +95,8 @@ def test_valid_cron_expressions_are_normalised(expr: str, normalised: str) -> No
         ("0 0 31 2 *", "never fires"),
         ("0 0 30 2 *", "never fires"),
         ("0 0 31 4,6,9,11 *", "never fires"),
+        ("0 0 1 * 5#2", "combines a day of month .1. with an nth weekday .5#2."),
+        ("0 0 L * mon#1", "combines a day of month .L. with an nth weekday"),
     ],
 )
 def test_invalid_cron_expressions_are_refused_with_a_precise_reason(

@@ -131,7 +131,8 @@ def validate_cron(expr: str) -> str:
     Accepted per field: numbers, ranges ``a-b``, lists, steps ``*/n`` and ``a-b/n``, month
     and weekday names; ``L`` (last day) in day-of-month; ``5#2`` (second Friday) in
     day-of-week. Refused: 6 or 7 fields (seconds, years), ``@daily``-style nicknames, and
-    expressions that can never fire such as ``0 0 31 2 *``.
+    expressions that can never fire such as ``0 0 31 2 *``, and a day of month together
+    with an nth weekday (``0 0 1 * 5#2``), which croniter cannot schedule.
     """
     fields = str(expr).strip().lower().split()
     if len(fields) != 5:
@@ -142,6 +143,13 @@ def validate_cron(expr: str) -> str:
     for index, text in enumerate(fields):
         _expand(text, index, str(expr))
     fields[2] = fields[2].replace("l", "L")  # day-of-month has no names; L is "last day"
+    if "#" in fields[4] and fields[2] not in ("*", "?"):
+        # Cron ORs a day of month with a weekday, but croniter cannot with an nth weekday:
+        # it would never fire, and "no such date" would be the wrong reason.
+        raise Invalid(
+            f"cron expression {expr!r} combines a day of month ({fields[2]}) with an nth "
+            f"weekday ({fields[4]}), which cannot be scheduled; use one of them"
+        )
     normalised = " ".join(fields)
     if len(normalised) > CRON_MAX_LENGTH:
         raise Invalid(f"cron expression is longer than {CRON_MAX_LENGTH} characters")
