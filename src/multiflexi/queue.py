@@ -13,13 +13,14 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import and_, delete, exists, func, select, text, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi.errors import Conflict, NotFound
-from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry
+from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry, table_of
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -126,66 +127,195 @@ def claim_job(db: Database, job_id: int, worker: str, lease_seconds: float) -> C
     return db.run(attempt)
 
 
+class _ClaimSql:
+    """The claim's statements, built once per dialect: the executor claims every job
+    through them, and building SQLAlchemy statements costs more than running them."""
+
+    def __init__(self, dialect: str) -> None:
+        sched, job, rt = table_of(ScheduleEntry), table_of(Job), table_of(RunTemplate)
+        other = job.alias("other_job")
+        busy_template = exists().where(
+            other.c.runtemplate_id == job.c.runtemplate_id,
+            other.c.status == JobStatus.RUNNING,
+        )
+        candidates = (
+            select(sched.c.id, sched.c.job, job.c.runtemplate_id, rt.c.overlap)
+            .join(job, job.c.id == sched.c.job)
+            .outerjoin(rt, rt.c.id == job.c.runtemplate_id)
+            .where(sched.c.after <= bindparam("b_now"))
+            .where(or_(rt.c.overlap == "allow", rt.c.id.is_(None), ~busy_template))
+            .order_by(sched.c.priority.desc(), sched.c.after, sched.c.id)
+        )
+        if dialect == "postgresql":
+            self.pick = candidates.limit(1).with_for_update(skip_locked=True, of=sched)
+        else:
+            # SQLite's BEGIN IMMEDIATE already serialises claims. MariaDB would lock every
+            # joined row (the template too, starving the other executors): its candidates
+            # are read unlocked and then only the chosen queue row is locked.
+            self.pick = candidates.limit(1 if dialect == "sqlite" else CANDIDATES)
+        self.lock_entry = (
+            select(sched.c.id)
+            .where(sched.c.id == bindparam("b_entry"))
+            .with_for_update(skip_locked=True)
+        )
+        self.lock_template = select(rt.c.id).where(rt.c.id == bindparam("b_rt")).with_for_update()
+        self.running_sibling = (
+            select(job.c.id)
+            .where(
+                job.c.runtemplate_id == bindparam("b_rt"),
+                job.c.status == JobStatus.RUNNING,
+                job.c.id != bindparam("b_job"),
+            )
+            .limit(1)
+        )
+        self.take = (
+            update(job)
+            .where(job.c.id == bindparam("b_job"), job.c.status == JobStatus.SCHEDULED)
+            .values(
+                status=JobStatus.RUNNING,
+                worker=bindparam("b_worker"),
+                host=HOSTNAME,
+                begin=bindparam("b_moment"),
+                heartbeat=bindparam("b_moment"),
+                lease_until=bindparam("b_lease"),
+            )
+        )
+        self.drop_entry = delete(sched).where(sched.c.id == bindparam("b_entry"))
+        self.finish = (
+            update(job)
+            .where(
+                job.c.id == bindparam("b_job"),
+                job.c.status == JobStatus.RUNNING,
+                job.c.worker == bindparam("b_worker"),
+            )
+            .values(
+                {name: bindparam(f"b_{name}") for name in Outcome.COLUMNS}
+                | {"lease_until": None, "pid": func.coalesce(bindparam("b_pid"), job.c.pid)}
+            )
+        )
+        self.count = {
+            success: update(rt)
+            .where(rt.c.id == bindparam("b_rt"))
+            .values({column: rt.c[column] + 1})
+            for success, column in ((True, "successfull_jobs_count"), (False, "failed_jobs_count"))
+        }
+        self.renew = (
+            update(job)
+            .where(
+                job.c.id == bindparam("b_job"),
+                job.c.worker == bindparam("b_worker"),
+                job.c.status == JobStatus.RUNNING,
+            )
+            .values(lease_until=bindparam("b_lease"), heartbeat=bindparam("b_moment"))
+        )
+
+
+#: How many due jobs a MariaDB claim looks at before it locks one of them.
+CANDIDATES = 8
+_SQL: dict[str, _ClaimSql] = {}
+
+
+def _sql(conn: Connection) -> _ClaimSql:
+    dialect = conn.dialect.name
+    found = _SQL.get(dialect)
+    if found is None:
+        found = _SQL[dialect] = _ClaimSql(dialect)
+    return found
+
+
 def claim_next(
     db: Database, worker: str, lease_seconds: float, now: datetime | None = None
 ) -> Claim | None:
     """Claim the most urgent due job, or return None when nothing is due."""
 
-    def attempt(session: Session) -> Claim | None:
-        moment = now or utcnow()
-        other = _OTHER_JOB
-        busy_template = exists().where(
-            and_(
-                other.runtemplate_id == Job.runtemplate_id,
-                other.status == JobStatus.RUNNING,
-            )
-        )
-        stmt = (
-            select(ScheduleEntry.id, ScheduleEntry.job)
-            .join(Job, Job.id == ScheduleEntry.job)
-            .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
-            .where(ScheduleEntry.after <= moment)
-            .where((RunTemplate.overlap == "allow") | RunTemplate.id.is_(None) | ~busy_template)
-            .order_by(ScheduleEntry.priority.desc(), ScheduleEntry.after, ScheduleEntry.id)
-            .limit(1)
-        )
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=ScheduleEntry)
-        elif dialect != "sqlite":  # MariaDB knows no FOR UPDATE OF
-            stmt = stmt.with_for_update(skip_locked=True)
-        row = session.execute(stmt).first()
-        if row is None:
-            return None
-        job = session.get(Job, row.job)
-        if job is None:  # queue row without a job: drop it
-            session.execute(delete(ScheduleEntry).where(ScheduleEntry.id == row.id))
-            return None
-        if _overlap_blocked(session, job) is not None:
-            return None
-        return _take(session, job, worker, lease_seconds)
+    def attempt(conn: Connection) -> Claim | None:
+        sql = _sql(conn)
+        rows = conn.execute(sql.pick, {"b_now": now or utcnow()}).all()
+        locking = conn.dialect.name not in ("sqlite", "postgresql")
+        for row in rows:
+            if locking and conn.execute(sql.lock_entry, {"b_entry": row.id}).first() is None:
+                continue  # another executor is taking it
+            if row.runtemplate_id is not None and row.overlap not in (None, "allow"):
+                if conn.dialect.name != "sqlite":  # serialise claims of one template
+                    conn.execute(sql.lock_template, {"b_rt": row.runtemplate_id})
+                sibling = {"b_rt": row.runtemplate_id, "b_job": row.job}
+                if conn.execute(sql.running_sibling, sibling).first() is not None:
+                    continue
+            return _take_row(conn, sql, row.id, row.job, worker, lease_seconds)
+        return None
 
-    return db.run(attempt)
+    return db.transact(attempt)
+
+
+def _take_row(
+    conn: Connection, sql: _ClaimSql, entry: int, job_id: int, worker: str, lease_seconds: float
+) -> Claim | None:
+    moment = utcnow()
+    lease = moment + timedelta(seconds=lease_seconds)
+    taken = conn.execute(
+        sql.take, {"b_job": job_id, "b_worker": worker, "b_moment": moment, "b_lease": lease}
+    )
+    # Either way the queue row goes: a job that is no longer ``scheduled`` (cancelled,
+    # deleted) must not block the head of the queue.
+    conn.execute(sql.drop_entry, {"b_entry": entry})
+    if taken.rowcount != 1:
+        return None
+    return Claim(job_id, worker, lease)
 
 
 def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
     """Renew the lease; False means the job is no longer ours (declared lost, deleted)."""
-    lease = utcnow() + timedelta(seconds=lease_seconds)
+    moment = utcnow()
+    values = {
+        "b_job": claim.job_id,
+        "b_worker": claim.worker,
+        "b_lease": moment + timedelta(seconds=lease_seconds),
+        "b_moment": moment,
+    }
 
-    def attempt(session: Session) -> bool:
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == claim.job_id,
-                Job.worker == claim.worker,
-                Job.status == JobStatus.RUNNING,
-            )
-            .values(lease_until=lease, heartbeat=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    def attempt(conn: Connection) -> bool:
+        return bool(conn.execute(_sql(conn).renew, values).rowcount == 1)
 
-    return db.run(attempt)
+    return db.transact(attempt)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, as its final write records it."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "status", "reason", "end", "exitcode", "signal", "wall_seconds", "cpu_user",
+        "cpu_system", "max_rss_kb",
+    )  # fmt: skip
+
+    status: JobStatus
+    reason: str
+    end: datetime
+    exitcode: int | None = None
+    signal: int | None = None
+    pid: int | None = None
+    wall_seconds: float | None = None
+    cpu_user: float | None = None
+    cpu_system: float | None = None
+    max_rss_kb: int | None = None
+
+
+def finish(db: Database, claim: Claim, outcome: Outcome, runtemplate_id: int | None) -> bool:
+    """Write a job's final status if the job is still ours; count it on its template.
+    False: it is not ours any more (marked lost meanwhile), and nothing was written."""
+    values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
+    values |= {"b_job": claim.job_id, "b_worker": claim.worker}
+
+    def write(conn: Connection) -> bool:
+        sql = _sql(conn)
+        if conn.execute(sql.finish, values).rowcount != 1:
+            return False
+        if runtemplate_id is not None:
+            success = outcome.status == JobStatus.SUCCESS
+            conn.execute(sql.count[success], {"b_rt": runtemplate_id})
+        return True
+
+    return db.transact(write)
 
 
 def due_count(session: Session, now: datetime | None = None) -> int:

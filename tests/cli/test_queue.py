@@ -8,6 +8,7 @@ from multiflexi import workers
 from multiflexi.jobs.service import create_job
 from multiflexi.queue import claim_job
 from multiflexi.storage.database import Database
+from multiflexi.storage.migrations import HEAD
 from multiflexi.storage.models import Company, Job
 from multiflexi.storage.types import utcnow
 from tests.conftest import Cli
@@ -125,4 +126,4 @@ def test_status_tells_the_installation_and_its_live_daemons(cli: Cli, sqlite_db:
     assert alive == {"executor@here:1:abc": True, "scheduler@here:2:def": False}
     assert data["timezone"] == "UTC" and data["encryption"]["master_key"].startswith("key file")
     text = cli.ok("status").stdout
-    assert "revision 0001, up to date" in text and "executor@here:1:abc" in text
+    assert f"revision {HEAD}, up to date" in text and "executor@here:1:abc" in text

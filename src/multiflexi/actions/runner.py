@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from multiflexi.actions.base import Action, ActionContext, ActionError
 from multiflexi.actions.payload import load_job_info, scrub
-from multiflexi.storage.models import JobAction
+from multiflexi.storage.models import ActionConfig, Job, JobAction, table_of
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
@@ -59,6 +59,12 @@ def hook_factory(settings: Settings) -> ActionHook:
     return ActionHook()
 
 
+_JOB, _ACTIONS = table_of(Job), table_of(ActionConfig)
+_HAS_ACTIONS = select(exists().where(_ACTIONS.c.runtemplate_id == _JOB.c.runtemplate_id)).where(
+    _JOB.c.id == bindparam("b_job")
+)
+
+
 def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
     """Run the actions of a finished job once; returns their outcomes.
 
@@ -70,10 +76,11 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
     from multiflexi.jobs.lifecycle import is_final
     from multiflexi.secrets import Vault
 
+    with db.read() as session:  # most templates have no actions: one cheap query says so
+        if not session.connection().execute(_HAS_ACTIONS, {"b_job": job_id}).scalar():
+            return []
     vault = Vault.from_settings(settings)
     with db.read() as session:
-        from multiflexi.storage.models import Job
-
         job = session.get(Job, job_id)
         if job is None or job.runtemplate_id is None or not is_final(job.status):
             return []

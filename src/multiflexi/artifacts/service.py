@@ -96,7 +96,7 @@ def preserve_files(
     app_id: int,
     workdir: Path,
     result_file: str | None,
-    patterns: list[Pattern] | None = None,
+    patterns: Sequence[Pattern] | None = None,
 ) -> int:
     """Store every file of the job's directory (and RESULT_FILE); returns how many were
     stored. A file that cannot be read is recorded as a failed artifact; the rest go on."""

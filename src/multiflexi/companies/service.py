@@ -11,14 +11,22 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from multiflexi.companies.slug import slugify, unique_slug, validate_slug
 from multiflexi.env.layers import EnvVar
 from multiflexi.errors import Conflict, Invalid, NotFound, UsageError
-from multiflexi.storage.models import App, Company, CompanyApp, CompanyEnv, Job, RunTemplate
+from multiflexi.storage.models import (
+    App,
+    Company,
+    CompanyApp,
+    CompanyEnv,
+    Job,
+    RunTemplate,
+    table_of,
+)
 from multiflexi.storage.types import utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -268,13 +276,18 @@ def unset_env(session: Session, company: Company, keys: Iterable[str]) -> list[s
     return wanted
 
 
+_COMPANY_ENV = (
+    select(table_of(CompanyEnv).c.keyword, table_of(CompanyEnv).c.value)
+    .where(table_of(CompanyEnv).c.company_id == bindparam("b_company"))
+    .order_by(table_of(CompanyEnv).c.keyword)
+)  # Core, built once: read for every job
+
+
 def company_env_layer(session: Session, company: Company) -> list[EnvVar]:
     """The company's environment as a layer, source ``company:<id>``."""
     source = f"company:{company.id}"
-    return [
-        EnvVar(e.keyword, e.value, source, secret=looks_secret(e.keyword))
-        for e in list_env(session, company)
-    ]
+    rows = session.connection().execute(_COMPANY_ENV, {"b_company": company.id})
+    return [EnvVar(k, v, source, secret=looks_secret(k)) for k, v in rows]
 
 
 # -- applications of a company -------------------------------------------------------

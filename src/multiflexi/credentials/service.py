@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, object_session
 
 from multiflexi.credentials.types import check_value, get_type, option_values, type_fields
@@ -26,6 +26,7 @@ from multiflexi.storage.models import (
     CrTypeField,
     RunTemplate,
     RunTplCred,
+    table_of,
 )
 from multiflexi.storage.types import utcnow
 
@@ -343,6 +344,13 @@ def credential_record(
     }
 
 
+_ANY_BINDING = (
+    select(table_of(RunTplCred).c.credential_id)
+    .where(table_of(RunTplCred).c.runtemplate_id == bindparam("b_rt"))
+    .limit(1)
+)
+
+
 def credential_layer(session: Session, runtemplate_id: int, vault: Vault) -> list[EnvVar]:
     """The environment layer of the credentials bound to a run template.
 
@@ -350,6 +358,8 @@ def credential_layer(session: Session, runtemplate_id: int, vault: Vault) -> lis
     fields that have one; unset fields without a default are left out so that earlier
     layers keep their values. Ordered by type code, credential id, then field order.
     """
+    if session.connection().execute(_ANY_BINDING, {"b_rt": runtemplate_id}).first() is None:
+        return []  # most templates: one cheap query instead of the ORM's two-entity one
     creds = bound_credentials(session, runtemplate_id)
     layer: list[EnvVar] = []
     for cred, ct in creds:

@@ -8,7 +8,7 @@ then ``{VAR}`` macros, once. Secret values are stored sealed, never in clear tex
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from multiflexi.secrets import REDACTED, Vault
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from multiflexi.storage.models import App, Company, Job, RunTemplate
+    from multiflexi.storage.models import App, Company, ConfField, Job, RunTemplate
 
 #: Variables a program needs to run at all, taken from the executor's own environment.
 #: Nothing else of the daemon's environment (DB passwords...) reaches a job.
@@ -81,16 +81,19 @@ def gather_layers(
     vault: Vault,
     workdir: Path,
     overrides: Mapping[str, str],
+    fields: Sequence[ConfField] | None = None,
 ) -> list[list[EnvVar]]:
-    """Read every layer from the database, in precedence order."""
+    """Read every layer from the database, in precedence order. ``fields``: the
+    application's declarations, when the caller has them already (the executor caches
+    them per application)."""
     from multiflexi.companies.service import company_env_layer
     from multiflexi.runtemplates.service import app_default_layer, config_layer
 
-    layers: list[list[EnvVar]] = [host_layer(), app_default_layer(session, app)]
+    layers: list[list[EnvVar]] = [host_layer(), app_default_layer(session, app, fields=fields)]
     if rt is not None:
         from multiflexi.credentials.service import credential_layer
 
-        layers.append(config_layer(session, rt, vault))
+        layers.append(config_layer(session, rt, vault, fields=fields))
         layers.append(credential_layer(session, rt.id, vault))
     layers.append(company_env_layer(session, company))
     layers.append(injected_layer(job=job, app=app, company=company, rt=rt, workdir=workdir))

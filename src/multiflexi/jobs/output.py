@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.orm import Session
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 
-from multiflexi.storage.blobs import ChunkWriter
+from multiflexi.storage.blobs import CHUNK_SIZE, ChunkWriter, create_artifact
 from multiflexi.storage.database import Database
+from multiflexi.storage.models import Artifact, table_of
+from multiflexi.storage.types import utcnow
 
 log = logging.getLogger("multiflexi.jobs")
 
@@ -20,9 +24,24 @@ FLUSH_BYTES = 1024 * 1024
 FLUSH_SECONDS = 0.5
 
 
+STREAMS = ("stdout", "stderr")
+_INSERT_ARTIFACT = insert(table_of(Artifact))
+
+
+def _describe(stream: str) -> dict[str, str]:
+    return {
+        "filename": f"{stream}.txt",
+        "content_type": "text/plain",
+        "note": f"standard {'output' if stream == 'stdout' else 'error'} of the job",
+        "kind": stream,
+    }
+
+
 class OutputRecorder:
     """An executor sink that stores stdout and stderr of one job.
 
+    A stream's artifact is created when its first bytes are stored: most jobs print a
+    few lines, and their whole output then costs one INSERT per stream, at the end.
     A storage failure (disk full, database gone for good) stops the job through
     ``cancel`` rather than letting the process write into the void.
     """
@@ -30,20 +49,21 @@ class OutputRecorder:
     def __init__(
         self,
         db: Database,
-        artifact_ids: dict[str, int],
+        job_id: int,
         *,
         secrets: Iterable[str] = (),
         cancel: threading.Event,
         on_tick: Callable[[], None] | None = None,
         tee: Callable[[str, bytes], None] | None = None,
     ) -> None:
-        self.tee = tee
         from multiflexi.jobs.masking import StreamMasker
 
         self.db = db
-        self.writers = {s: ChunkWriter(db, a) for s, a in artifact_ids.items()}
-        self.maskers = {s: StreamMasker(secrets) for s in artifact_ids}
-        self.buffers: dict[str, bytearray] = {s: bytearray() for s in artifact_ids}
+        self.job_id = job_id
+        self.tee = tee
+        self.writers: dict[str, ChunkWriter] = {}
+        self.maskers = {s: StreamMasker(secrets) for s in STREAMS}
+        self.buffers: dict[str, bytearray] = {s: bytearray() for s in STREAMS}
         self.cancel = cancel
         self.on_tick = on_tick
         self.last_flush = time.monotonic()
@@ -68,6 +88,14 @@ class OutputRecorder:
         if self.on_tick is not None:
             self.on_tick()
 
+    def _writer(self, stream: str) -> ChunkWriter:
+        writer = self.writers.get(stream)
+        if writer is None:
+            values = {**_describe(stream), "job_id": self.job_id, "state": "streaming"}
+            artifact_id = self.db.transact(lambda conn: create_artifact(conn, **values))
+            writer = self.writers[stream] = ChunkWriter(self.db, artifact_id)
+        return writer
+
     def _flush(self, stream: str) -> None:
         buf = self.buffers[stream]
         if not buf or self.error is not None:
@@ -75,7 +103,7 @@ class OutputRecorder:
         data = bytes(buf)
         buf.clear()
         try:
-            self.writers[stream].append(data)
+            self._writer(stream).append(data)
         except Exception as exc:
             self.error = f"output could not be stored: {exc}"
             log.error("action=store_output_failed stream=%s error=%s", stream, exc)
@@ -93,18 +121,34 @@ class OutputRecorder:
             self.buffers[stream].clear()
         state = "complete" if self.error is None else "failed"
 
-        def finish(session: Session) -> None:
-            for stream, writer in self.writers.items():
-                writer.finish_in(session, tails[stream], state)
+        def finish(conn: Connection) -> dict[str, ChunkWriter]:
+            # May run twice (a retried transaction): nothing of ours changes in here.
+            created: dict[str, ChunkWriter] = {}
+            inline = []
+            for stream in STREAMS:
+                tail, writer = tails[stream], self.writers.get(stream)
+                values = {**_describe(stream), "job_id": self.job_id, "created": utcnow()}
+                if writer is None and len(tail) <= CHUNK_SIZE:
+                    digest = hashlib.sha256(tail).hexdigest()
+                    inline.append(
+                        values | {"content": tail or None, "size": len(tail), "sha256": digest,
+                                  "state": state}
+                    )  # fmt: skip
+                    continue
+                if writer is None:
+                    artifact_id = create_artifact(conn, **values, state="streaming")
+                    writer = created[stream] = ChunkWriter(self.db, artifact_id)
+                writer.finish_in(conn, tail, state)
+            if inline:  # the usual case: both outputs whole, in one statement
+                conn.execute(_INSERT_ARTIFACT, inline)
+            return created
 
         try:
-            self.db.run(finish)
+            created = self.db.transact(finish)
         except Exception as exc:
             log.error("action=finish_output_failed error=%s", exc)
             self.error = self.error or f"output could not be stored: {exc}"
             return
+        self.writers.update(created)
         for stream, writer in self.writers.items():
             writer.committed(tails[stream])
-
-    def sizes(self) -> dict[str, int]:
-        return {s: w.size for s, w in self.writers.items()}

@@ -13,8 +13,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +25,12 @@ from multiflexi import queue
 from multiflexi.errors import Invalid
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
+from multiflexi.jobs.context import AppFactsCache, load_context
+from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import OutputRecorder
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
-from multiflexi.storage.models import App, Artifact, Company, Job, JobStatus, RunTemplate
+from multiflexi.storage.models import Artifact, ConfField, Job, JobStatus, RunTemplate, table_of
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from multiflexi.storage.database import Database
 
 log = logging.getLogger("multiflexi.jobs")
+_JOB, _RT = table_of(Job), table_of(RunTemplate)
 
 
 class PreflightFailure(Exception):
@@ -59,58 +62,9 @@ class Prepared:
     secrets: set[str]
     mask: bool
     keep_workdir: bool
-    meanings: list[lifecycle.ExitMeaning]
-    artifact_ids: dict[str, int] = field(default_factory=dict)
-    patterns: list[Any] = field(default_factory=list)
+    meanings: Sequence[lifecycle.ExitMeaning]
+    patterns: Sequence[Any] = ()
     store_error: str | None = None
-
-
-class Heartbeat(threading.Thread):
-    """Renews a claim's lease; sets ``lost`` if the job is no longer ours."""
-
-    def __init__(
-        self,
-        db: Database,
-        claim: Claim,
-        lease_seconds: float,
-        pid: Callable[[], int | None] = lambda: None,
-    ) -> None:
-        super().__init__(name=f"heartbeat-{claim.job_id}", daemon=True)
-        self.db, self.claim, self.lease = db, claim, lease_seconds
-        self.pid = pid
-        self.stop = threading.Event()
-        self.lost = threading.Event()
-
-    def _record_pid(self) -> None:
-        pid = self.pid()
-        if pid is None:
-            return
-
-        def write(session: Session) -> None:
-            session.execute(
-                update(Job)
-                .where(Job.id == self.claim.job_id, Job.worker == self.claim.worker)
-                .values(pid=pid)
-            )
-
-        try:
-            self.db.run(write)
-        except Exception as exc:
-            log.warning("action=record_pid_failed job_id=%s error=%s", self.claim.job_id, exc)
-
-    def run(self) -> None:
-        interval = max(self.lease / 3, 0.5)
-        if self.stop.wait(min(1.0, interval)):
-            return
-        self._record_pid()
-        while not self.stop.wait(interval):
-            try:
-                if not queue.heartbeat(self.db, self.claim, self.lease):
-                    log.warning("action=lease_lost job_id=%s", self.claim.job_id)
-                    self.lost.set()
-                    return
-            except Exception as exc:  # the database may come back before the lease ends
-                log.warning("action=heartbeat_failed job_id=%s error=%s", self.claim.job_id, exc)
 
 
 class JobRunner:
@@ -126,32 +80,29 @@ class JobRunner:
         tee: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.tee = tee
-        self._pids: dict[int, int] = {}
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
         self.vault = Vault.from_settings(settings)
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
+        self.leases = LeaseKeeper(db, settings.lease_seconds)
+        self.app_facts = AppFactsCache()
 
     # -- the whole lifecycle ----------------------------------------------------------
 
     def perform_job(self, claim: Claim) -> JobStatus:
-        beat = Heartbeat(
-            self.db, claim, self.settings.lease_seconds, pid=lambda: self._pids.get(claim.job_id)
-        )
-        beat.start()
+        lease = self.leases.watch(claim)
         try:
             try:
                 prepared = self.run_begin(claim)
             except PreflightFailure as failure:
                 return self._fail_before_start(claim, failure)
             self._emit("started", claim.job_id)
-            job_cancel = _AnyEvent(self.cancel, beat.lost)
-            result = self.launch_job(prepared, job_cancel)
-            return self.run_end(prepared, claim, result, lost=beat.lost.is_set())
+            job_cancel = _AnyEvent(self.cancel, lease.lost)
+            result = self.launch_job(prepared, job_cancel, lease)
+            return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
         finally:
-            beat.stop.set()
-            self._pids.pop(claim.job_id, None)
+            self.leases.release(lease)
 
     # -- phases ----------------------------------------------------------------------
 
@@ -160,18 +111,13 @@ class JobRunner:
         workdir = Path(self.settings.job_root) / str(claim.job_id)
 
         def prepare(session: Session) -> Prepared:
-            job = session.get(Job, claim.job_id)
-            if job is None or job.status != JobStatus.RUNNING or job.worker != claim.worker:
+            ctx = load_context(session, claim.job_id)
+            if ctx is None or ctx.job.status != JobStatus.RUNNING or ctx.job.worker != claim.worker:
                 raise PreflightFailure(lifecycle.EXIT_CONFIG, "job is no longer claimed")
-            app = session.get(App, job.app_id)
-            company = session.get(Company, job.company_id)
-            rt = session.get(RunTemplate, job.runtemplate_id) if job.runtemplate_id else None
+            job, app, company, rt = ctx.job, ctx.app, ctx.company, ctx.rt
             if app is None or company is None:
                 raise PreflightFailure(lifecycle.EXIT_CONFIG, "application or company deleted")
-            from multiflexi.artifacts.service import app_patterns
-            from multiflexi.jobs.service import exit_meanings, secret_names
-
-            secret = secret_names(app)
+            facts = self.app_facts.get(session, app)
             overrides = environment.open_overrides(job.overrides or {}, self.vault)
             env = environment.build_env(
                 environment.gather_layers(
@@ -183,35 +129,30 @@ class JobRunner:
                     vault=self.vault,
                     workdir=workdir,
                     overrides=overrides,
+                    fields=facts.fields,
                 ),
-                secret_names=secret,
+                secret_names=facts.secret_names,
                 workdir=workdir,
             )
-            job.env = environment.dump_env(env, self.vault)
-            job.workdir = str(workdir)
             values = env.as_dict()
-            _check_required(app, values)
-            _check_inputs(app, values)
+            _check_required(facts.fields, values)
+            _check_inputs(facts.fields, values)
             argv = _argv(app, values)
             from multiflexi.env.cmdline import display, redact_argv
 
-            job.argv = redact_argv(argv, env.secret_values())
-            job.command = display(job.argv)
-            _make_workdir(workdir)
-            ids = {}
-            for stream in ("stdout", "stderr"):
-                art = Artifact(
-                    job_id=job.id,
-                    filename=f"{stream}.txt",
-                    content_type="text/plain",
-                    note=f"standard {'output' if stream == 'stdout' else 'error'} of the job",
-                    kind=stream,
-                    state="streaming",
-                    created=utcnow(),
+            shown = redact_argv(argv, env.secret_values())
+            record = {
+                "env": environment.dump_env(env, self.vault),
+                "workdir": str(workdir),
+                "argv": shown,
+                "command": display(shown),
+            }
+            changed = {k: v for k, v in record.items() if getattr(job, k) != v}
+            if changed:  # usually nothing: the job was made from the same configuration
+                session.connection().execute(
+                    update(_JOB).where(_JOB.c.id == job.id).values(changed)
                 )
-                session.add(art)
-                session.flush()
-                ids[stream] = art.id
+            _make_workdir(workdir)
             timeout = float(rt.timeout) if rt is not None and rt.timeout else None
             return Prepared(
                 job_id=job.id,
@@ -230,9 +171,8 @@ class JobRunner:
                 secrets=env.secret_values(),
                 mask=rt.mask_secrets if rt is not None else True,
                 keep_workdir=self.settings.keep_job_dir or bool(rt and rt.keep_workdir),
-                meanings=exit_meanings(session, app.id),
-                artifact_ids=ids,
-                patterns=app_patterns(session, app.id),
+                meanings=facts.meanings,
+                patterns=facts.patterns,
             )
 
         try:
@@ -242,13 +182,15 @@ class JobRunner:
         except Invalid as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
 
-    def launch_job(self, prepared: Prepared, cancel: threading.Event) -> ExecutionResult:
+    def launch_job(
+        self, prepared: Prepared, cancel: threading.Event, lease: Lease | None = None
+    ) -> ExecutionResult:
         """Start the process and store its output as it arrives."""
         from multiflexi.executors.registry import get_executor
 
         recorder = OutputRecorder(
             self.db,
-            prepared.artifact_ids,
+            prepared.job_id,
             secrets=prepared.secrets if prepared.mask else (),
             cancel=cancel,
             tee=self.tee,
@@ -256,10 +198,8 @@ class JobRunner:
         executor = get_executor(prepared.executor)
 
         def started(pid: int) -> None:
-            def write(session: Session) -> None:
-                session.execute(update(Job).where(Job.id == prepared.job_id).values(pid=pid))
-
-            self.db.run(write)
+            if lease is not None:
+                lease.pid = pid  # the lease keeper records it if the job runs a while
 
         try:
             result = executor.launch(prepared.spec, recorder, on_start=started, cancel=cancel)
@@ -311,54 +251,21 @@ class JobRunner:
         exit_code: int | None = None,
         runtemplate_id: int | None = None,
     ) -> bool:
-        values: dict[str, Any] = {
-            "status": status,
-            "reason": reason,
-            "end": utcnow(),
-            "lease_until": None,
-        }
+        outcome = queue.Outcome(status=status, reason=reason, end=utcnow(), exitcode=exit_code)
         if result is not None:
-            values.update(
+            outcome = queue.Outcome(
+                status=status,
+                reason=reason,
+                end=result.ended,
                 exitcode=result.exit_code,
                 signal=result.signal,
-                end=result.ended,
+                pid=result.pid,
                 wall_seconds=result.wall_seconds,
                 cpu_user=result.cpu_user,
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
             )
-            if result.pid is not None:
-                values["pid"] = result.pid
-        else:
-            values["exitcode"] = exit_code
-
-        def write(session: Session) -> bool:
-            done = session.execute(
-                update(Job)
-                .where(
-                    Job.id == claim.job_id,
-                    Job.status == JobStatus.RUNNING,
-                    Job.worker == claim.worker,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            if runtemplate_id is not None:
-                column = (
-                    RunTemplate.successfull_jobs_count
-                    if status == JobStatus.SUCCESS
-                    else RunTemplate.failed_jobs_count
-                )
-                session.execute(
-                    update(RunTemplate)
-                    .where(RunTemplate.id == runtemplate_id)
-                    .values({column: column + 1})
-                )
-            return True
-
-        return self.db.run(write)
+        return queue.finish(self.db, claim, outcome, runtemplate_id)
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
@@ -459,8 +366,8 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
     return retry.id
 
 
-def _check_required(app: App, values: dict[str, str]) -> None:
-    missing = [f.keyname for f in app.fields if f.required and not values.get(f.keyname)]
+def _check_required(fields: Sequence[ConfField], values: dict[str, str]) -> None:
+    missing = [f.keyname for f in fields if f.required and not values.get(f.keyname)]
     if missing:
         raise PreflightFailure(
             lifecycle.EXIT_CONFIG, f"required value missing: {', '.join(missing)}"
@@ -471,8 +378,8 @@ def _check_required(app: App, values: dict[str, str]) -> None:
 OUTPUT_NAMES = frozenset({"RESULT_FILE"})
 
 
-def _check_inputs(app: App, values: dict[str, str]) -> None:
-    for f in app.fields:
+def _check_inputs(fields: Sequence[ConfField], values: dict[str, str]) -> None:
+    for f in fields:
         if f.type != "file-path" or f.keyname in OUTPUT_NAMES:
             continue
         path = values.get(f.keyname)
@@ -482,7 +389,7 @@ def _check_inputs(app: App, values: dict[str, str]) -> None:
             )
 
 
-def _argv(app: App, values: dict[str, str]) -> list[str]:
+def _argv(app: Any, values: dict[str, str]) -> list[str]:
     from multiflexi.env.cmdline import build_argv, resolve_executable
 
     argv = build_argv(app.executable, app.cmdparams or "", values)

@@ -11,20 +11,26 @@ import hashlib
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from multiflexi.storage.models import Artifact, ArtifactChunk
+from multiflexi.storage.models import Artifact, ArtifactChunk, table_of
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.storage.database import Database
 
 CHUNK_SIZE = 1024 * 1024
+_ARTIFACTS = table_of(Artifact)
+_CHUNKS = table_of(ArtifactChunk)
 
 
 class ChunkWriter:
-    """Appends chunks to one artifact, each in its own short transaction."""
+    """Appends chunks to one artifact, each in its own short transaction.
+
+    Core statements throughout: every job's output passes through here.
+    """
 
     def __init__(self, db: Database, artifact_id: int, start_seq: int = 0) -> None:
         self.db = db
@@ -37,12 +43,12 @@ class ChunkWriter:
         view = memoryview(data)
         for offset in range(0, len(view), CHUNK_SIZE):
             piece = bytes(view[offset : offset + CHUNK_SIZE])
-            seq = self.seq
+            row = {"artifact_id": self.artifact_id, "seq": self.seq, "data": piece}
 
-            def write(session: Session, piece: bytes = piece, seq: int = seq) -> None:
-                session.add(ArtifactChunk(artifact_id=self.artifact_id, seq=seq, data=piece))
+            def write(conn: Connection, row: dict[str, object] = row) -> None:
+                conn.execute(insert(_CHUNKS), row)
 
-            self.db.run(write)
+            self.db.transact(write)
             self.seq += 1
             self.size += len(piece)
             self._hash.update(piece)
@@ -52,10 +58,10 @@ class ChunkWriter:
         return self._hash.hexdigest()
 
     def finish(self, state: str = "complete", note: str | None = None) -> None:
-        self.db.run(lambda session: self.finish_in(session, b"", state, note))
+        self.db.transact(lambda conn: self.finish_in(conn, b"", state, note))
 
     def finish_in(
-        self, session: Session, tail: bytes, state: str = "complete", note: str | None = None
+        self, conn: Connection, tail: bytes, state: str = "complete", note: str | None = None
     ) -> None:
         """Store the last bytes and close the artifact inside the caller's transaction.
 
@@ -72,17 +78,29 @@ class ChunkWriter:
             values["content"] = tail
         elif tail:
             view = memoryview(tail)
-            for n, offset in enumerate(range(0, len(view), CHUNK_SIZE)):
-                piece = bytes(view[offset : offset + CHUNK_SIZE])
-                session.add(
-                    ArtifactChunk(artifact_id=self.artifact_id, seq=self.seq + n, data=piece)
-                )
-        session.execute(update(Artifact).where(Artifact.id == self.artifact_id).values(**values))
+            rows = [
+                {
+                    "artifact_id": self.artifact_id,
+                    "seq": self.seq + n,
+                    "data": bytes(view[offset : offset + CHUNK_SIZE]),
+                }
+                for n, offset in enumerate(range(0, len(view), CHUNK_SIZE))
+            ]
+            conn.execute(insert(_CHUNKS), rows)
+        conn.execute(update(_ARTIFACTS).where(_ARTIFACTS.c.id == self.artifact_id).values(values))
 
     def committed(self, tail: bytes) -> None:
         """Account for ``tail`` after the transaction of :meth:`finish_in` committed."""
         self.size += len(tail)
         self._hash.update(tail)
+
+
+def create_artifact(conn: Connection, **values: object) -> int:
+    """Insert an artifact row (content, if any, inline) and return its id."""
+    row = {"created": utcnow(), **values}
+    key = conn.execute(insert(_ARTIFACTS).values(row)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def store_stream(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,10 +110,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             self._install_sqlite_hooks(self.engine)
-        self._writer = sessionmaker(
-            bind=self.engine.execution_options(sqlite_begin="IMMEDIATE"),
-            expire_on_commit=False,
-        )
+        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         if check_schema:
             self.ensure_schema()
@@ -150,11 +148,30 @@ class Database:
         with self._wrap_errors(), self._reader() as session:
             yield session
 
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core write transaction: for the executor's hot path, where the ORM's
+        statement building and object loading would cost more than the SQL itself."""
+        with self._wrap_errors(), self._write_engine.begin() as conn:
+            yield conn
+
     def run(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying transient errors with backoff."""
+        return self._retrying(self.session, fn, attempts)
+
+    def transact(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a Core write transaction, retrying transient errors like :meth:`run`."""
+        return self._retrying(self.connection, fn, attempts)
+
+    def _retrying(
+        self,
+        begin: Callable[[], AbstractContextManager[Any]],
+        fn: Callable[[Any], T],
+        attempts: int,
+    ) -> T:
         try:  # the common case, without building a retry policy
-            with self.session() as session:
-                return fn(session)
+            with begin() as handle:
+                return fn(handle)
         except DatabaseError as exc:
             if not exc.transient or attempts <= 1:
                 raise
@@ -172,8 +189,8 @@ class Database:
             reraise=True,
         )
         for attempt in retrying:
-            with attempt, self.session() as session:
-                return fn(session)
+            with attempt, begin() as handle:
+                return fn(handle)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager

@@ -2,7 +2,7 @@
 
 from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
 from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import Base, table_of
 from multiflexi.storage.models.companies import Company, CompanyApp, CompanyEnv
 from multiflexi.storage.models.credentials import (
     CreData,
@@ -58,4 +58,5 @@ __all__ = [
     "ScheduledTick",
     "User",
     "Worker",
+    "table_of",
 ]

@@ -1,0 +1,123 @@
+"""What a runner reads before it starts a job: the job, its application, company and
+run template in one query, and the application's declarations once per version.
+
+The executor does this for every job, so it uses Core statements built once; the rows it
+returns answer the attribute reads of the environment layers like the ORM objects do.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, select
+
+from multiflexi.jobs.lifecycle import ExitMeaning
+from multiflexi.secrets import is_secret
+from multiflexi.storage.models import App, Company, Job, RunTemplate, table_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from multiflexi.artifacts.service import Pattern
+    from multiflexi.storage.models import ConfField
+
+_JOB, _APP, _COMPANY, _RT = table_of(Job), table_of(App), table_of(Company), table_of(RunTemplate)
+
+#: (prefix, table, columns): what the runner reads of each row.
+_PARTS = (
+    (
+        "job",
+        _JOB,
+        ("id", "status", "worker", "app_id", "company_id", "runtemplate_id", "overrides",
+         "attempt", "executor", "env", "argv", "command", "workdir"),
+    ),
+    ("app", _APP, ("id", "name", "uuid", "code", "executable", "cmdparams", "DatUpdate")),
+    ("company", _COMPANY, ("id", "name", "slug")),
+    ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active")),
+)  # fmt: skip
+
+_LOAD = (
+    select(*(t.c[c].label(f"{p}__{c}") for p, t, cols in _PARTS for c in cols))
+    .select_from(_JOB)
+    .outerjoin(_APP, _APP.c.id == _JOB.c.app_id)
+    .outerjoin(_COMPANY, _COMPANY.c.id == _JOB.c.company_id)
+    .outerjoin(_RT, _RT.c.id == _JOB.c.runtemplate_id)
+    .where(_JOB.c.id == bindparam("b_job"))
+)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The rows one job runs from; ``app``/``company``/``rt`` are None when deleted."""
+
+    job: Any
+    app: Any
+    company: Any
+    rt: Any
+
+
+def load_context(session: Session, job_id: int) -> JobContext | None:
+    row = session.connection().execute(_LOAD, {"b_job": job_id}).first()
+    if row is None:
+        return None
+    values = row._mapping
+    parts: dict[str, Any] = {}
+    for prefix, _table, columns in _PARTS:
+        if values[f"{prefix}__id"] is None:
+            parts[prefix] = None
+            continue
+        attrs = {c: values[f"{prefix}__{c}"] for c in columns}
+        if prefix == "app":
+            attrs["updated"] = attrs.pop("DatUpdate")
+        parts[prefix] = SimpleNamespace(**attrs)
+    return JobContext(parts["job"], parts["app"], parts["company"], parts["rt"])
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """An application's declarations: its variables, exit codes and artifact patterns."""
+
+    fields: tuple[ConfField, ...]
+    secret_names: frozenset[str]
+    meanings: tuple[ExitMeaning, ...]
+    patterns: tuple[Pattern, ...]
+
+
+class AppFactsCache:
+    """Declarations per application version. An import or update of an application sets
+    its ``updated`` time, and its uuid tells a new application that reused an id."""
+
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self._facts: dict[tuple[int, str | None, datetime | None], AppFacts] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, app: Any) -> AppFacts:
+        key = (app.id, app.uuid, app.updated)
+        found = self._facts.get(key)
+        if found is None:
+            found = read_facts(session, app.id)
+            with self._lock:
+                if len(self._facts) >= self.LIMIT:
+                    self._facts.clear()
+                self._facts[key] = found
+        return found
+
+
+def read_facts(session: Session, app_id: int) -> AppFacts:
+    from multiflexi.artifacts.service import app_patterns
+    from multiflexi.jobs.service import exit_meanings
+    from multiflexi.runtemplates.service import app_fields
+
+    fields = tuple(app_fields(session, app_id))
+    return AppFacts(
+        fields=fields,
+        secret_names=frozenset(f.keyname for f in fields if is_secret(f.type, f.secret)),
+        meanings=tuple(exit_meanings(session, app_id)),
+        patterns=tuple(app_patterns(session, app_id)),
+    )

@@ -1,0 +1,128 @@
+"""Keeping the leases of running jobs alive: one thread per runner, not one per job.
+
+A claimed job belongs to its worker while the lease lasts. :class:`LeaseKeeper` renews
+the lease of every job its runner is running, every third of the lease, and records each
+job's pid shortly after the process started (jobs that end sooner get it with their
+final status). A renewal that finds the job no longer ours (marked lost by recovery,
+deleted) sets the job's ``lost`` event: the runner then stops the process and does not
+write a final status over the one recovery wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Connection
+
+from multiflexi import queue
+from multiflexi.storage.models import Job, table_of
+
+if TYPE_CHECKING:
+    from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.jobs")
+
+#: A running job's pid is written this long after it started, unless it ended already.
+PID_DELAY = 0.2
+
+_JOB = table_of(Job)
+_RECORD_PID = (
+    update(_JOB)
+    .where(_JOB.c.id == bindparam("b_job"), _JOB.c.worker == bindparam("b_worker"))
+    .values(pid=bindparam("b_pid"))
+)
+
+
+@dataclass(eq=False)
+class Lease:
+    """One job's lease, as the keeper sees it."""
+
+    claim: queue.Claim
+    since: float
+    next_renewal: float
+    lost: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None
+    pid_recorded: bool = False
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs one runner runs, from one daemon thread.
+
+    The thread looks at its leases every :data:`PID_DELAY` seconds while there are any and
+    sleeps otherwise: at hundreds of jobs a second, per-job timers would cost more than
+    the jobs' own bookkeeping.
+    """
+
+    def __init__(self, db: Database, lease_seconds: float) -> None:
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.interval = max(lease_seconds / 3, 0.5)
+        self._leases: dict[int, Lease] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, claim: queue.Claim) -> Lease:
+        now = time.monotonic()
+        lease = Lease(claim, since=now, next_renewal=now + self.interval)
+        with self._wake:
+            idle = not self._leases
+            self._leases[id(lease)] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+            elif idle:
+                self._wake.notify()
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._wake:
+            self._leases.pop(id(lease), None)
+
+    def _due(self) -> list[Lease]:
+        with self._wake:
+            while not self._leases:
+                self._wake.wait()
+            leases = list(self._leases.values())
+        return leases
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(PID_DELAY)
+            now = time.monotonic()
+            for lease in self._due():
+                if (
+                    lease.pid is not None
+                    and not lease.pid_recorded
+                    and now - lease.since >= PID_DELAY
+                ):
+                    self._record_pid(lease, lease.pid)
+                if now >= lease.next_renewal and not lease.lost.is_set():
+                    lease.next_renewal = now + self.interval
+                    self._renew(lease)
+
+    def _record_pid(self, lease: Lease, pid: int) -> None:
+        values = {"b_job": lease.claim.job_id, "b_worker": lease.claim.worker, "b_pid": pid}
+
+        def write(conn: Connection) -> None:
+            conn.execute(_RECORD_PID, values)
+
+        lease.pid_recorded = True  # once: a failure is not worth a retry
+        try:
+            self.db.transact(write)
+        except Exception as exc:
+            log.warning("action=record_pid_failed job_id=%s error=%s", lease.claim.job_id, exc)
+
+    def _renew(self, lease: Lease) -> None:
+        try:
+            if queue.heartbeat(self.db, lease.claim, self.lease_seconds):
+                return
+        except Exception as exc:  # the database may come back before the lease ends
+            log.warning("action=heartbeat_failed job_id=%s error=%s", lease.claim.job_id, exc)
+            return
+        log.warning("action=lease_lost job_id=%s", lease.claim.job_id)
+        lease.lost.set()
