@@ -51,6 +51,8 @@ class ActionHook:
     """The job hook that runs actions when a job finishes."""
 
     def job_finished(self, event: JobEvent) -> None:
+        if event.data.get("has_actions") is False:
+            return  # the runner saw no actions on the template when the job started
         run_actions(event.db, event.settings, event.job_id)
 
 

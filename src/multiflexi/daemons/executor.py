@@ -46,43 +46,63 @@ HOUSEKEEPING_LOCK = "housekeeping-interval"
 
 
 class JobPool:
-    """Job threads, at most ``limit`` at once; the limit may change (SIGHUP)."""
+    """Runs claimed jobs on worker threads, at most ``limit`` at once; the limit may
+    change (SIGHUP). Threads are kept and reused: starting one per job cost as much as a
+    third of a short job's bookkeeping."""
+
+    #: An idle worker thread above what the limit needs ends after this long.
+    IDLE_SECONDS = 60.0
 
     def __init__(self, work: Callable[[Claim], None], limit: int, on_done: Callable[[], None]):
         self.work, self.limit, self.on_done = work, limit, on_done
         self._cond = threading.Condition()
-        self._threads: dict[int, threading.Thread] = {}
+        self._waiting: list[Claim] = []
+        self._busy = 0
+        self._idle = 0
 
     def running(self) -> int:
         with self._cond:
-            return len(self._threads)
+            return self._busy
 
     def free(self) -> int:
         with self._cond:
-            return max(0, self.limit - len(self._threads))
+            return max(0, self.limit - self._busy)
 
     def submit(self, claim: Claim) -> None:
-        thread = threading.Thread(
-            target=self._run, args=(claim,), name=f"job-{claim.job_id}", daemon=True
-        )
         with self._cond:
-            self._threads[claim.job_id] = thread
-        thread.start()
+            self._busy += 1
+            self._waiting.append(claim)
+            if self._idle:
+                self._cond.notify_all()  # join() may wait on the same condition
+                return
+        threading.Thread(target=self._serve, name="job-worker", daemon=True).start()
 
-    def _run(self, claim: Claim) -> None:
-        try:
-            self.work(claim)
-        finally:
-            with self._cond:
-                self._threads.pop(claim.job_id, None)
-                self._cond.notify_all()
-            self.on_done()
+    def _next(self) -> Claim | None:
+        with self._cond:
+            self._idle += 1
+            try:
+                while not self._waiting:
+                    if not self._cond.wait(self.IDLE_SECONDS) and not self._waiting:
+                        return None
+                return self._waiting.pop(0)
+            finally:
+                self._idle -= 1
+
+    def _serve(self) -> None:
+        while (claim := self._next()) is not None:
+            try:
+                self.work(claim)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+                self.on_done()
 
     def join(self, timeout: float | None, interrupt: threading.Event | None = None) -> bool:
         """Wait until no job runs; False on timeout or when ``interrupt`` is set."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._threads:
+            while self._busy:
                 if interrupt is not None and interrupt.is_set():
                     return False
                 left = None if deadline is None else deadline - time.monotonic()

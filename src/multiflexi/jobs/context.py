@@ -13,11 +13,11 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 
 from multiflexi.jobs.lifecycle import ExitMeaning
 from multiflexi.secrets import is_secret
-from multiflexi.storage.models import App, Company, Job, RunTemplate, table_of
+from multiflexi.storage.models import ActionConfig, App, Company, Job, RunTemplate, table_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -40,8 +40,12 @@ _PARTS = (
     ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active")),
 )  # fmt: skip
 
+_ACTIONS = table_of(ActionConfig)
 _LOAD = (
-    select(*(t.c[c].label(f"{p}__{c}") for p, t, cols in _PARTS for c in cols))
+    select(
+        *(t.c[c].label(f"{p}__{c}") for p, t, cols in _PARTS for c in cols),
+        exists().where(_ACTIONS.c.runtemplate_id == _JOB.c.runtemplate_id).label("has_actions"),
+    )
     .select_from(_JOB)
     .outerjoin(_APP, _APP.c.id == _JOB.c.app_id)
     .outerjoin(_COMPANY, _COMPANY.c.id == _JOB.c.company_id)
@@ -52,12 +56,15 @@ _LOAD = (
 
 @dataclass(frozen=True)
 class JobContext:
-    """The rows one job runs from; ``app``/``company``/``rt`` are None when deleted."""
+    """The rows one job runs from; ``app``/``company``/``rt`` are None when deleted.
+    ``has_actions``: whether its template had actions when the job started (the action
+    hook skips its own query when it had none)."""
 
     job: Any
     app: Any
     company: Any
     rt: Any
+    has_actions: bool
 
 
 def load_context(session: Session, job_id: int) -> JobContext | None:
@@ -74,7 +81,9 @@ def load_context(session: Session, job_id: int) -> JobContext | None:
         if prefix == "app":
             attrs["updated"] = attrs.pop("DatUpdate")
         parts[prefix] = SimpleNamespace(**attrs)
-    return JobContext(parts["job"], parts["app"], parts["company"], parts["rt"])
+    return JobContext(
+        parts["job"], parts["app"], parts["company"], parts["rt"], bool(values["has_actions"])
+    )
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class Prepared:
     meanings: Sequence[lifecycle.ExitMeaning]
     patterns: Sequence[Any] = ()
     store_error: str | None = None
+    has_actions: bool | None = None
 
 
 class JobRunner:
@@ -110,7 +111,7 @@ class JobRunner:
         """Load configuration and credentials, build the command line, check resources."""
         workdir = Path(self.settings.job_root) / str(claim.job_id)
 
-        def prepare(session: Session) -> Prepared:
+        def prepare(session: Session) -> tuple[dict[str, Any], Prepared]:
             ctx = load_context(session, claim.job_id)
             if ctx is None or ctx.job.status != JobStatus.RUNNING or ctx.job.worker != claim.worker:
                 raise PreflightFailure(lifecycle.EXIT_CONFIG, "job is no longer claimed")
@@ -148,13 +149,9 @@ class JobRunner:
                 "command": display(shown),
             }
             changed = {k: v for k, v in record.items() if getattr(job, k) != v}
-            if changed:  # usually nothing: the job was made from the same configuration
-                session.connection().execute(
-                    update(_JOB).where(_JOB.c.id == job.id).values(changed)
-                )
             _make_workdir(workdir)
             timeout = float(rt.timeout) if rt is not None and rt.timeout else None
-            return Prepared(
+            return changed, Prepared(
                 job_id=job.id,
                 app_id=app.id,
                 runtemplate_id=rt.id if rt else None,
@@ -173,14 +170,25 @@ class JobRunner:
                 keep_workdir=self.settings.keep_job_dir or bool(rt and rt.keep_workdir),
                 meanings=facts.meanings,
                 patterns=facts.patterns,
+                has_actions=ctx.has_actions,
             )
 
         try:
-            return self.db.run(prepare)
+            # Reading only: on SQLite no write lock is held while the environment is built.
+            changed, prepared = self.db.query(prepare)
         except PreflightFailure:
             raise
         except Invalid as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
+        if changed:  # usually nothing: the job was made from the same configuration
+            self.db.transact(
+                lambda conn: conn.execute(
+                    update(_JOB)
+                    .where(_JOB.c.id == claim.job_id, _JOB.c.worker == claim.worker)
+                    .values(changed)
+                )
+            )
+        return prepared
 
     def launch_job(
         self, prepared: Prepared, cancel: threading.Event, lease: Lease | None = None
@@ -237,7 +245,7 @@ class JobRunner:
             shutil.rmtree(prepared.workdir, ignore_errors=True)
         if not won:
             return JobStatus.LOST
-        self._after_finish(claim.job_id, status, claim.worker)
+        self._after_finish(claim.job_id, status, claim.worker, prepared.has_actions)
         return status
 
     # -- helpers ---------------------------------------------------------------------
@@ -304,13 +312,18 @@ class JobRunner:
             self._after_finish(claim.job_id, JobStatus.FAILED, claim.worker)
         return JobStatus.FAILED if won else JobStatus.LOST
 
-    def _after_finish(self, job_id: int, status: JobStatus, worker: str) -> None:
+    def _after_finish(
+        self, job_id: int, status: JobStatus, worker: str, has_actions: bool | None = None
+    ) -> None:
         if status != JobStatus.SUCCESS:
             # Through recovery's lock: its sweep may be queueing the same retry.
             from multiflexi.recovery import retry_once
 
             retry_once(self.db, self.settings, job_id, worker)
-        self._emit("finished", job_id, status=str(status))
+        data: dict[str, Any] = {"status": str(status)}
+        if has_actions is not None:
+            data["has_actions"] = has_actions
+        self._emit("finished", job_id, **data)
 
     def _emit(self, phase: str, job_id: int, **data: Any) -> None:
         if self.hooks:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import DatabaseError, SchemaBehind
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from multiflexi.config import Settings
 
 T = TypeVar("T")
+
+#: A pooled server connection idle for longer than this is pinged before use.
+PING_AFTER_IDLE = 2.0
 
 TRANSIENT_MARKERS = (
     "database is locked",
@@ -101,18 +106,28 @@ class Database:
             _secure_sqlite_file(settings.sqlite_path)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
+            kwargs.update(pool_recycle=1800, pool_size=5, max_overflow=10)
             if self.dialect == "pgsql":
-                kwargs["connect_args"] = {"connect_timeout": 5}
+                kwargs["connect_args"] = {"connect_timeout": 5, "prepare_threshold": None}
             else:
                 kwargs["connect_args"] = {"connect_timeout": 5}
                 kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             self._install_sqlite_hooks(self.engine)
+        else:
+            self._install_idle_ping(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._writes = threading.RLock() if self.dialect == "sqlite" else None
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
-        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # PostgreSQL reads in autocommit: under READ COMMITTED every statement sees what
+        # was committed before it either way, and BEGIN/ROLLBACK cost two round trips.
+        # (PyMySQL would pay two SET autocommit round trips instead; SQLite keeps its
+        # snapshot per read transaction.)
+        reads = self.engine
+        if self.dialect == "pgsql":
+            reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = sessionmaker(bind=reads, expire_on_commit=False)
         if check_schema:
             self.ensure_schema()
 
@@ -134,12 +149,40 @@ class Database:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+    @staticmethod
+    def _install_idle_ping(engine: Engine) -> None:
+        """Check a pooled connection before use only when it sat idle for a while.
+
+        ``pool_pre_ping`` would cost a round trip per transaction, a fifth of the executor's
+        statements. A connection used a moment ago is alive or fails its first statement,
+        and :meth:`run`/:meth:`transact` retry that on a fresh one.
+        """
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+            record.info["idle_since"] = time.monotonic()
+
+        @event.listens_for(engine, "checkout")
+        def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            since = record.info.get("idle_since")
+            if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+                return
+            try:
+                cursor = dbapi_conn.cursor()
+                try:
+                    cursor.execute("SELECT 1")
+                finally:
+                    cursor.close()
+                dbapi_conn.rollback()
+            except Exception as exc:  # the pool discards it and connects anew
+                raise DisconnectionError(str(exc)) from exc
+
     # -- sessions ---------------------------------------------------------------------
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction, committed at the end of the block, rolled back on error."""
-        with self._wrap_errors(), self._writer() as session, session.begin():
+        with self._one_writer(), self._wrap_errors(), self._writer() as session, session.begin():
             yield session
 
     @contextmanager
@@ -152,12 +195,32 @@ class Database:
     def connection(self) -> Iterator[Connection]:
         """A Core write transaction: for the executor's hot path, where the ORM's
         statement building and object loading would cost more than the SQL itself."""
-        with self._wrap_errors(), self._write_engine.begin() as conn:
+        with self._one_writer(), self._wrap_errors(), self._write_engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        """On SQLite, one write transaction of this process at a time.
+
+        SQLite admits one writer; a second one waits in SQLite's busy handler, which
+        sleeps 1, 2, 5, 10... ms between tries, while write transactions here take a
+        fraction of a millisecond. Threads of one process queue on a lock instead and
+        start the moment the writer before them commits. (Other processes still meet
+        the busy handler.)
+        """
+        if self._writes is None:
+            yield
+            return
+        with self._writes:
+            yield
 
     def run(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying transient errors with backoff."""
         return self._retrying(self.session, fn, attempts)
+
+    def query(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a read session, retrying transient errors like :meth:`run`."""
+        return self._retrying(self.read, fn, attempts)
 
     def transact(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a Core write transaction, retrying transient errors like :meth:`run`."""
