@@ -1,57 +1,22 @@
 """What every command shares: the registry, ``-f/--format``, ids, the context object.
 
-Command modules import only this module and click at import time, so that ``--help``
-stays fast; services and the database are imported inside command bodies.
+Command modules import only this module and click at import time, so that a command
+starts fast; services and the database are imported inside command bodies.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from multiflexi.cli.context import _REGISTERED, CliContext
+from multiflexi.cli.context import REGISTRY as REGISTRY  # every command, all modules imported
 from multiflexi.errors import ConfigError, Invalid, Refused, UsageError
 
-if TYPE_CHECKING:
-    from multiflexi.config import Settings
-    from multiflexi.storage.database import Database
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: name -> (command, aliases); filled by the @command decorator at import time.
-REGISTRY: dict[str, tuple[click.Command, tuple[str, ...]]] = {}
-
-
-@dataclass
-class CliContext:
-    """Per-invocation state: where the configuration comes from, and the output format."""
-
-    env_file: str | None = None
-    fmt: str = "text"
-    debug: bool = False
-    _db: Database | None = field(default=None, repr=False)
-
-    @cached_property
-    def settings(self) -> Settings:
-        from multiflexi.config import load_settings
-
-        return load_settings(self.env_file)
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            from multiflexi.storage.database import Database
-
-            self._db = Database(self.settings)
-        return self._db
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.dispose()
 
 
 def cli_context() -> CliContext:
@@ -89,7 +54,7 @@ def command(name: str, *aliases: str, **kwargs: Any) -> Callable[[F], click.Comm
 
     def decorate(fn: F) -> click.Command:
         cmd: click.Command = click.command(name, **kwargs)(format_option(fn))  # type: ignore[no-untyped-call]
-        REGISTRY[name] = (cmd, aliases)
+        _REGISTERED[name] = (cmd, aliases)
         return cmd
 
     return decorate

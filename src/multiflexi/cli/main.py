@@ -7,15 +7,14 @@ Errors are mapped to exit codes here and nowhere else: 1 for errors, 2 for misus
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 from typing import Any
 
 import click
 
 from multiflexi import __version__
-from multiflexi.cli.base import REGISTRY, CliContext
+from multiflexi.cli.commands import INDEX
+from multiflexi.cli.context import CliContext, load_command
 from multiflexi.errors import MultiFlexiError
 
 #: Old noun spellings -> current ones, for ``runtemplate list`` and ``runtemplate:list``.
@@ -30,28 +29,22 @@ NOUN_ALIASES = {
 }
 
 
-def _load_commands() -> None:
-    from multiflexi.cli import commands
-
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}")
-
-
 class RootGroup(click.Group):
-    """Finds commands by name, alias, legacy noun or ``noun verb`` spelling."""
+    """Finds commands by name, alias, legacy noun or ``noun verb`` spelling.
+
+    Commands are known from :data:`multiflexi.cli.commands.INDEX`; the module of a command
+    is imported when the command is looked up, so one command imports only its own module.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aliases: dict[str, str] = {}
-
-    def add_registered(self) -> None:
-        for name, (cmd, aliases) in sorted(REGISTRY.items()):
-            self.add_command(cmd, name)
+        for name, (_module, aliases, _help) in sorted(INDEX.items()):
             for alias in aliases:
                 self.aliases[alias] = name
 
     def _lookup(self, name: str) -> str | None:
-        if name in self.commands:
+        if name in INDEX:
             return name
         if name in self.aliases:
             return self.aliases[name]
@@ -60,9 +53,19 @@ class RootGroup(click.Group):
             return self._lookup(f"{NOUN_ALIASES[noun]}:{verb}")
         return None
 
+    def _load(self, name: str) -> click.Command:
+        cmd = self.commands.get(name)
+        if cmd is None:
+            cmd = load_command(INDEX[name][0], name)
+            self.add_command(cmd, name)
+        return cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(INDEX)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = self._lookup(cmd_name)
-        return self.commands.get(found) if found else None
+        return self._load(found) if found else None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -72,17 +75,15 @@ class RootGroup(click.Group):
         if found is None and ":" not in name and len(args) > 1:
             legacy = self._lookup(f"{name}:{args[1]}")
             if legacy is not None:
-                return legacy, self.commands[legacy], args[2:]
+                return legacy, self._load(legacy), args[2:]
         if found is None:
             raise click.UsageError(f"unknown command {name!r}; see `multiflexi-cli --help`")
-        return found, self.commands[found], args[1:]
+        return found, self._load(found), args[1:]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in sorted(self.commands):
-            cmd = self.commands[name]
-            if not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(limit=70)))
+        rows = [
+            (name, short) for name, (_m, _a, short) in sorted(INDEX.items()) if short is not None
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -116,10 +117,6 @@ def cli(ctx: click.Context, env_file: str | None, fmt: str, debug: bool) -> None
     obj.fmt = fmt.lower()
     obj.debug = debug
     ctx.call_on_close(obj.close)
-
-
-_load_commands()
-cli.add_registered()  # type: ignore[attr-defined]
 
 
 def _error_line(message: str) -> str:

@@ -39,10 +39,11 @@ def job_list(
 ) -> None:
     """List jobs, newest first."""
     from multiflexi.jobs.listing import JobFilter, list_jobs, list_jobs_full
-    from multiflexi.scheduling.when import parse_since
     from multiflexi.storage.fastread import Unavailable
 
     ctx = cli_context()
+    if since:  # only then: its time-zone arithmetic takes a while to import
+        from multiflexi.scheduling.when import parse_since
     flt = JobFilter(
         status=status,
         company=company,
