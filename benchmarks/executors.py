@@ -5,6 +5,7 @@ threads in this process when the daemon is missing (``--in-process``); and an RS
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 import signal
 import subprocess
 import threading
@@ -32,7 +33,7 @@ def daemon_available() -> bool:
     return True
 
 
-class Executors:
+class Executors(ABC):
     """Executors working on one database, as a context manager; ``pids`` are their
     processes (the benchmark's own process when they are threads)."""
 
@@ -44,12 +45,12 @@ class Executors:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
     @property
-    def pids(self) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def pids(self) -> list[int]: ...
 
     def check(self) -> None:
         """Raise :class:`BenchError` if an executor died."""

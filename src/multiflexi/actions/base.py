@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -123,7 +124,7 @@ TIMEOUT_OPTION = Option(
 )
 
 
-class Action:
+class Action(ABC):
     """Base class of post-run actions. Subclasses set the class attributes and perform."""
 
     name: ClassVar[str] = ""
@@ -149,11 +150,13 @@ class Action:
     def check(
         cls, options: Mapping[str, Any], session: Session, rt: RunTemplate, settings: Settings
     ) -> None:
-        """Checks beyond the schema, at ``action:set`` time; raise :class:`Invalid`."""
+        """Checks beyond the schema, at ``action:set`` time; raise :class:`Invalid`.
+        Most actions have none."""
+        return None
 
+    @abstractmethod
     def perform(self, ctx: ActionContext) -> str:
         """Do the action; return a one-line message, or raise :class:`ActionError`."""
-        raise NotImplementedError
 
 
 @dataclass
