@@ -5,11 +5,11 @@ threads in this process when the daemon is missing (``--in-process``); and an RS
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
 import signal
 import subprocess
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,7 +53,8 @@ class Executors(ABC):
     def pids(self) -> list[int]: ...
 
     def check(self) -> None:
-        """Raise :class:`BenchError` if an executor died."""
+        """Raise :class:`BenchError` if an executor died (threads cannot)."""
+        return None
 
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the executor processes used so far, not counting the
