@@ -56,6 +56,12 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
     stale = (NOW - timedelta(hours=2)).timestamp()
     for name in ("7", "999"):
         os.utime(root / name, (stale, stale))
+    handoff = any_db.settings.data_dir / "handoff"
+    for name, age in (("job-7", timedelta(days=8)), ("job-8", timedelta(days=1)), ("x", None)):
+        (handoff / name).mkdir(parents=True)
+        (handoff / name / "report.pdf").write_text("x")
+        when = (NOW - (age or timedelta(days=30))).timestamp()
+        os.utime(handoff / name, (when, when))
 
     dry = fix_orphans(any_db, any_db.settings, now=NOW, dry_run=True).as_dict()
     fixed = fix_orphans(any_db, any_db.settings, now=NOW).as_dict()
@@ -67,9 +73,13 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
         "requeued_jobs": 1,
         "never_queued_jobs": 1,
         "job_dirs_removed": 2,
+        "handoff_dirs_removed": 1,
     }
     assert dry["fixed"] == fixed["fixed"] == expected
-    assert dry["dry_run"] is True and fixed["total"] == 6 and fixed["errors"] == []
+    assert dry["dry_run"] is True and fixed["total"] == 7 and fixed["errors"] == []
+    # A week-old handoff folder goes; a recent one, and what LaunchJob did not make, stay.
+    assert fixed["ids"]["handoff_dirs_removed"] == [str(handoff / "job-7")]
+    assert sorted(p.name for p in handoff.iterdir()) == ["job-8", "x"]
     assert fixed["ids"]["lost_jobs"] == [2] and fixed["ids"]["requeued_jobs"] == [4]
     assert fixed["ids"]["never_queued_jobs"] == [5]
     assert sorted(fixed["ids"]["job_dirs_removed"]) == [str(root / "7"), str(root / "999")]

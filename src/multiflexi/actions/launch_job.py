@@ -30,9 +30,17 @@ if TYPE_CHECKING:
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+HANDOFF_PREFIX = "job-"
+
+
+def handoff_root(settings: Settings) -> Path:
+    """Where LaunchJob leaves artifacts for chained jobs; housekeeping empties it."""
+    return Path(settings.data_dir) / "handoff"
+
+
 def handoff_dir(settings: Settings, job_id: int) -> Path:
     """Where artifacts handed to chained jobs are written."""
-    return Path(settings.data_dir) / "handoff" / f"job-{job_id}"
+    return handoff_root(settings) / f"{HANDOFF_PREFIX}{job_id}"
 
 
 class LaunchJob(Action):

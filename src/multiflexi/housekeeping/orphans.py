@@ -15,6 +15,9 @@ lost harmlessly rather than won wrongly:
 - ``job_dirs_removed``: job directories under the job root whose job is finished (and
   does not keep its directory) or gone, after a grace period. Directories of unfinished
   jobs are never touched.
+- ``handoff_dirs_removed``: folders under ``<data dir>/handoff`` in which the LaunchJob
+  action left a finished job's artifact for the job it chained, once untouched for
+  :data:`HANDOFF_GRACE` (the chained job and its retries have long read it by then).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 LOADED_GRACE = timedelta(hours=1)
 #: A finished job's directory may still be read by its actions for a while.
 DIR_GRACE = timedelta(hours=1)
+#: A handoff folder untouched this long has served the job it was made for.
+HANDOFF_GRACE = timedelta(days=7)
 #: How many ids per kind the report lists (the counts are always complete).
 MAX_LISTED = 100
 
@@ -53,6 +58,7 @@ KINDS = (
     "requeued_jobs",
     "never_queued_jobs",
     "job_dirs_removed",
+    "handoff_dirs_removed",
 )
 
 
@@ -296,6 +302,32 @@ def _job_dirs(db: Database, settings: Settings, now: datetime, report: OrphanRep
     report.add("job_dirs_removed", removed)
 
 
+def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> None:
+    from multiflexi.actions.launch_job import HANDOFF_PREFIX, handoff_root
+
+    root = handoff_root(settings)
+    if not root.is_dir():
+        return
+    removed = []
+    for entry in sorted(root.iterdir()):
+        if not entry.name.startswith(HANDOFF_PREFIX) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            mtime = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+        except OSError:
+            continue
+        if now - mtime < HANDOFF_GRACE:
+            continue
+        if not report.dry_run:
+            try:
+                shutil.rmtree(entry)
+            except OSError as exc:
+                report.errors.append(f"cannot remove {entry}: {exc.strerror or exc}")
+                continue
+        removed.append(str(entry))
+    report.add("handoff_dirs_removed", removed)
+
+
 def fix_orphans(
     db: Database, settings: Settings, *, now: datetime | None = None, dry_run: bool = False
 ) -> OrphanReport:
@@ -307,4 +339,5 @@ def fix_orphans(
     _requeue(db, moment, report)
     _never_queued(db, moment, report)
     _job_dirs(db, settings, moment, report)
+    _handoff_dirs(settings, moment, report)
     return report
