@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
@@ -300,14 +301,25 @@ class Outcome:
     max_rss_kb: int | None = None
 
 
-def finish(db: Database, claim: Claim, outcome: Outcome, runtemplate_id: int | None) -> bool:
+def finish(
+    db: Database,
+    claim: Claim,
+    outcome: Outcome,
+    runtemplate_id: int | None,
+    *,
+    before: Callable[[Connection], object] | None = None,
+) -> bool:
     """Write a job's final status if the job is still ours; count it on its template.
-    False: it is not ours any more (marked lost meanwhile), and nothing was written."""
+    False: it is not ours any more (marked lost meanwhile), and no status was written.
+    ``before`` writes more in the same transaction (the job's output), whatever the
+    outcome of the status write."""
     values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
     values |= {"b_job": claim.job_id, "b_worker": claim.worker}
 
     def write(conn: Connection) -> bool:
         sql = _sql(conn)
+        if before is not None:
+            before(conn)
         if conn.execute(sql.finish, values).rowcount != 1:
             return False
         if runtemplate_id is not None:

@@ -68,6 +68,7 @@ class OutputRecorder:
         self.on_tick = on_tick
         self.last_flush = time.monotonic()
         self.error: str | None = None
+        self._tails: dict[str, bytes] | None = None
 
     def write(self, stream: str, data: bytes) -> None:
         if self.error is not None:
@@ -111,44 +112,58 @@ class OutputRecorder:
 
     def close(self) -> None:
         """Store what is left and mark both outputs complete, in one transaction."""
-        tails: dict[str, bytes] = {}
+        self.seal()
+        try:
+            created = self.db.transact(self.store_in)
+        except Exception as exc:
+            log.error("action=finish_output_failed error=%s", exc)
+            self.error = self.error or f"output could not be stored: {exc}"
+            return
+        self.stored(created)
+
+    def seal(self) -> None:
+        """End the streams: what the maskers held back joins the buffers. No more writes."""
+        if self._tails is not None:
+            return
+        self._tails = {}
         for stream, masker in self.maskers.items():
             rest = masker.flush()
             if self.tee is not None and rest:
                 self.tee(stream, rest)
             self.buffers[stream] += rest
-            tails[stream] = bytes(self.buffers[stream]) if self.error is None else b""
+            self._tails[stream] = bytes(self.buffers[stream]) if self.error is None else b""
             self.buffers[stream].clear()
+
+    def store_in(self, conn: Connection) -> dict[str, ChunkWriter]:
+        """Store the sealed tails and close both outputs inside the caller's transaction
+        (the job's final write, when it has no result files). Returns the writers it
+        created, for :meth:`stored` once the transaction committed."""
+        assert self._tails is not None, "seal() first"
+        # May run twice (a retried transaction): nothing of ours changes in here.
         state = "complete" if self.error is None else "failed"
+        created: dict[str, ChunkWriter] = {}
+        inline = []
+        for stream in STREAMS:
+            tail, writer = self._tails[stream], self.writers.get(stream)
+            values = {**_describe(stream), "job_id": self.job_id, "created": utcnow()}
+            if writer is None and len(tail) <= CHUNK_SIZE:
+                digest = hashlib.sha256(tail).hexdigest()
+                inline.append(
+                    values | {"content": tail or None, "size": len(tail), "sha256": digest,
+                              "state": state}
+                )  # fmt: skip
+                continue
+            if writer is None:
+                artifact_id = create_artifact(conn, **values, state="streaming")
+                writer = created[stream] = ChunkWriter(self.db, artifact_id)
+            writer.finish_in(conn, tail, state)
+        if inline:  # the usual case: both outputs whole, in one statement
+            conn.execute(_INSERT_ARTIFACT, inline)
+        return created
 
-        def finish(conn: Connection) -> dict[str, ChunkWriter]:
-            # May run twice (a retried transaction): nothing of ours changes in here.
-            created: dict[str, ChunkWriter] = {}
-            inline = []
-            for stream in STREAMS:
-                tail, writer = tails[stream], self.writers.get(stream)
-                values = {**_describe(stream), "job_id": self.job_id, "created": utcnow()}
-                if writer is None and len(tail) <= CHUNK_SIZE:
-                    digest = hashlib.sha256(tail).hexdigest()
-                    inline.append(
-                        values | {"content": tail or None, "size": len(tail), "sha256": digest,
-                                  "state": state}
-                    )  # fmt: skip
-                    continue
-                if writer is None:
-                    artifact_id = create_artifact(conn, **values, state="streaming")
-                    writer = created[stream] = ChunkWriter(self.db, artifact_id)
-                writer.finish_in(conn, tail, state)
-            if inline:  # the usual case: both outputs whole, in one statement
-                conn.execute(_INSERT_ARTIFACT, inline)
-            return created
-
-        try:
-            created = self.db.transact(finish)
-        except Exception as exc:
-            log.error("action=finish_output_failed error=%s", exc)
-            self.error = self.error or f"output could not be stored: {exc}"
-            return
+    def stored(self, created: dict[str, ChunkWriter]) -> None:
+        """The transaction of :meth:`store_in` committed."""
+        assert self._tails is not None
         self.writers.update(created)
         for stream, writer in self.writers.items():
-            writer.committed(tails[stream])
+            writer.committed(self._tails[stream])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from multiflexi import queue
@@ -66,6 +67,7 @@ class Prepared:
     patterns: Sequence[Any] = ()
     store_error: str | None = None
     has_actions: bool | None = None
+    recorder: OutputRecorder | None = None
 
 
 class JobRunner:
@@ -211,36 +213,74 @@ class JobRunner:
 
         try:
             result = executor.launch(prepared.spec, recorder, on_start=started, cancel=cancel)
-        finally:
+        except BaseException:
             recorder.close()
-            prepared.store_error = recorder.error
+            raise
+        # Closed by run_end: with the final status when the job left no files.
+        prepared.recorder = recorder
         return result
 
     def run_end(
         self, prepared: Prepared, claim: Claim, result: ExecutionResult, *, lost: bool
     ) -> JobStatus:
-        """Preserve artifacts, then commit the final status, metrics and timings."""
-        from multiflexi.artifacts.service import preserve_files
+        """Preserve artifacts, then commit the final status, metrics and timings.
 
-        preserve_files(
-            self.db,
-            job_id=prepared.job_id,
-            app_id=prepared.app_id,
-            workdir=prepared.workdir,
-            result_file=prepared.result_file,
-            patterns=prepared.patterns,
-        )
+        Outputs are stored first, then result files, then the status, so that a finished
+        job has everything. A job that left no files (most) stores its outputs and its
+        status in one transaction.
+        """
+        from multiflexi.artifacts.service import files_to_preserve, preserve_files
+
+        recorder = prepared.recorder
+        assert recorder is not None, "launch_job() first"
+        recorder.seal()
+        together = not lost and not files_to_preserve(prepared.workdir, prepared.result_file)
+        if not together:
+            recorder.close()
+            preserve_files(
+                self.db,
+                job_id=prepared.job_id,
+                app_id=prepared.app_id,
+                workdir=prepared.workdir,
+                result_file=prepared.result_file,
+                patterns=prepared.patterns,
+            )
         status = lifecycle.final_status(
             result.exit_code,
             timed_out=result.timed_out,
             signal=result.signal,
             ok_codes=lifecycle.success_codes(prepared.meanings),
         )
-        reason = _reason(result, status, prepared, prepared.store_error)
         if lost:
             log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
             return JobStatus.LOST
-        won = self._finish(claim, status, reason, result, runtemplate_id=prepared.runtemplate_id)
+        won = None
+        if together:
+            created: dict[str, Any] = {}
+
+            def outputs(conn: Connection) -> None:
+                created.clear()
+                created.update(recorder.store_in(conn))
+
+            reason = _reason(result, status, prepared, recorder.error)
+            try:
+                won = self._finish(
+                    claim,
+                    status,
+                    reason,
+                    result,
+                    runtemplate_id=prepared.runtemplate_id,
+                    before=outputs,
+                )
+                recorder.stored(created)
+            except Exception as exc:  # outputs and status apart, as for a job with files
+                log.error("action=finish_with_output_failed job_id=%s error=%s", claim.job_id, exc)
+                recorder.close()
+        if won is None:
+            reason = _reason(result, status, prepared, recorder.error)
+            won = self._finish(
+                claim, status, reason, result, runtemplate_id=prepared.runtemplate_id
+            )
         if not prepared.keep_workdir:
             shutil.rmtree(prepared.workdir, ignore_errors=True)
         if not won:
@@ -258,6 +298,8 @@ class JobRunner:
         result: ExecutionResult | None,
         exit_code: int | None = None,
         runtemplate_id: int | None = None,
+        *,
+        before: Callable[[Connection], object] | None = None,
     ) -> bool:
         outcome = queue.Outcome(status=status, reason=reason, end=utcnow(), exitcode=exit_code)
         if result is not None:
@@ -273,7 +315,7 @@ class JobRunner:
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
             )
-        return queue.finish(self.db, claim, outcome, runtemplate_id)
+        return queue.finish(self.db, claim, outcome, runtemplate_id, before=before)
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
