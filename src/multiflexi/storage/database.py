@@ -9,6 +9,7 @@ errors (SQLite busy, MariaDB deadlock, a dropped server connection) are retried 
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -68,8 +69,6 @@ def _secure_sqlite_file(path: Path) -> None:
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
         # Only a new file can take incremental auto-vacuum, which lets prune give space back.
-        import sqlite3
-
         conn = sqlite3.connect(path)
         try:
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -147,7 +146,13 @@ class Database:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            # Straight to the driver: this runs for every transaction, and a statement
+            # through SQLAlchemy's execution path costs several times the BEGIN itself.
+            statement = f"BEGIN {mode}"
+            try:
+                conn.connection.driver_connection.execute(statement)
+            except sqlite3.Error as exc:  # as SQLAlchemy would wrap it: retried if locked
+                raise OperationalError(statement, None, exc) from exc
 
     @staticmethod
     def _install_idle_ping(engine: Engine) -> None:
