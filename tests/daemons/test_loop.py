@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -105,7 +105,7 @@ def test_signals_only_set_flags_and_events(installed: DaemonSignals) -> None:
 
 def test_the_pool_bounds_jobs_and_join_has_a_deadline() -> None:
     release, done = threading.Event(), threading.Event()
-    pool = JobPool(lambda claim: release.wait(10) and None, 2, done.set)
+    pool = JobPool(lambda claim, _slot: release.wait(10) and None, 2, done.set)
     for job_id in (1, 2):
         pool.submit(Claim(job_id, "w", utcnow()))
     assert pool.running() == 2 and pool.free() == 0
@@ -117,6 +117,24 @@ def test_the_pool_bounds_jobs_and_join_has_a_deadline() -> None:
     assert pool.free() == 1
     release.set()
     assert pool.join(10) is True and done.is_set() and pool.running() == 0
+
+
+def test_a_job_whose_process_ended_frees_its_slot_but_join_waits_for_it() -> None:
+    stored, process_ended = threading.Event(), threading.Event()
+
+    def work(claim: Claim, release_slot: Callable[[], None]) -> None:
+        release_slot()  # the process has ended; output and status are being stored
+        release_slot()  # twice is once
+        process_ended.set()
+        stored.wait(10)
+
+    pool = JobPool(work, 1, lambda: None)
+    pool.submit(Claim(1, "w", utcnow()))
+    assert process_ended.wait(5)
+    assert pool.free() == 1 and pool.running() == 1
+    assert pool.join(0.05) is False  # still storing: a drain waits for it
+    stored.set()
+    assert pool.join(10) is True and pool.free() == 1 and pool.running() == 0
 
 
 def test_log_lines_are_utc_level_and_key_values() -> None:

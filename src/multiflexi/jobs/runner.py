@@ -93,7 +93,11 @@ class JobRunner:
 
     # -- the whole lifecycle ----------------------------------------------------------
 
-    def perform_job(self, claim: Claim) -> JobStatus:
+    def perform_job(
+        self, claim: Claim, *, process_ended: Callable[[], None] | None = None
+    ) -> JobStatus:
+        """Run one claimed job to its final status. ``process_ended`` is called once the
+        job's process has ended (and before its output and status are stored)."""
         lease = self.leases.watch(claim)
         try:
             try:
@@ -103,6 +107,8 @@ class JobRunner:
             self._emit("started", claim.job_id)
             job_cancel = _AnyEvent(self.cancel, lease.lost)
             result = self.launch_job(prepared, job_cancel, lease)
+            if process_ended is not None:
+                process_ended()
             return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
         finally:
             self.leases.release(lease)
