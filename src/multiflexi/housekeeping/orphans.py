@@ -284,22 +284,33 @@ def _job_dirs(db: Database, settings: Settings, now: datetime, report: OrphanRep
     for job_id in ids:
         path = dirs[job_id]
         status, finished, keeps = known.get(job_id, (None, None, False))
-        try:
-            mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        except OSError:
-            continue
-        if not dir_is_orphan(
+        mtime = _mtime(path)
+        if mtime is None or not dir_is_orphan(
             status=status, finished_at=finished, keeps_dir=keeps, dir_mtime=mtime, now=now
         ):
             continue
-        if not report.dry_run:
-            try:
-                shutil.rmtree(path)
-            except OSError as exc:
-                report.errors.append(f"cannot remove {path}: {exc.strerror or exc}")
-                continue
-        removed.append(str(path))
+        if _remove_tree(path, report):
+            removed.append(str(path))
     report.add("job_dirs_removed", removed)
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def _remove_tree(path: Path, report: OrphanReport) -> bool:
+    """Remove ``path`` (not in a dry run); False, with the error reported, if it failed."""
+    if report.dry_run:
+        return True
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        report.errors.append(f"cannot remove {path}: {exc.strerror or exc}")
+        return False
+    return True
 
 
 def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> None:
@@ -312,19 +323,11 @@ def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> No
     for entry in sorted(root.iterdir()):
         if not entry.name.startswith(HANDOFF_PREFIX) or entry.is_symlink() or not entry.is_dir():
             continue
-        try:
-            mtime = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
-        except OSError:
+        mtime = _mtime(entry)
+        if mtime is None or now - mtime < HANDOFF_GRACE:
             continue
-        if now - mtime < HANDOFF_GRACE:
-            continue
-        if not report.dry_run:
-            try:
-                shutil.rmtree(entry)
-            except OSError as exc:
-                report.errors.append(f"cannot remove {entry}: {exc.strerror or exc}")
-                continue
-        removed.append(str(entry))
+        if _remove_tree(entry, report):
+            removed.append(str(entry))
     report.add("handoff_dirs_removed", removed)
 
 
