@@ -134,11 +134,15 @@ def cli(h: Harness) -> list[Row]:
 # -- 6. scheduler -------------------------------------------------------------------------
 
 
+#: The step's target, per backend; MariaDB is measured without one.
+SCHEDULER_TARGETS: dict[str, float | None] = {"sqlite": 2.0, "pgsql": 2.0, "mysql": None}
+
+
 def scheduler(h: Harness) -> list[Row]:
     """One scheduler step over ``n`` run templates that are all due (interval ``i``)."""
     templates = 500 if h.quick else 10_000
     rows = []
-    for backend in ("sqlite", "pgsql"):
+    for backend, target in SCHEDULER_TARGETS.items():
         name = f"scheduler step, {templates:,} due templates, {BACKEND_NAMES[backend]}"
         load = load1()
         try:
@@ -164,8 +168,8 @@ def scheduler(h: Harness) -> list[Row]:
                 name,
                 elapsed,
                 "s",
-                target="<= 2 s",
-                met=elapsed <= 2.0 and created == templates,
+                target="—" if target is None else f"<= {target:g} s",
+                met=None if target is None else elapsed <= target and created == templates,
                 note=f"{created:,} jobs queued"
                 + ("" if created == templates else f" (EXPECTED {templates:,})"),
                 load=load,

@@ -13,12 +13,14 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from multiflexi.config import Settings
+from multiflexi.scheduling import scheduler as scheduler_module
 from multiflexi.scheduling.scheduler import Scheduler
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import (
@@ -199,7 +201,13 @@ def test_daylight_saving_changes_neither_skip_nor_double_a_run(
     assert hours[0] == start.astimezone(UTC) + timedelta(hours=1) and len(hours) == real_hours
 
 
-def test_two_schedulers_at_once_create_one_job_per_tick(any_db: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1000, 16], ids=["one-batch", "many-batches"])
+def test_two_schedulers_at_once_create_one_job_per_tick(
+    any_db: Database, tmp_path: Path, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many batches, each scheduler also runs two of its batches at once on a
+    database server: batches overlap within and between schedulers."""
+    monkeypatch.setattr(scheduler_module, "BATCH", batch)
     templates = [template(any_db, interv="i") for _ in range(5)]
     with any_db.session() as session:
         rt = session.get_one(RunTemplate, templates[0])
@@ -251,6 +259,46 @@ def test_two_schedulers_at_once_create_one_job_per_tick(any_db: Database, tmp_pa
         ticks = session.scalar(select(func.count()).select_from(ScheduledTick))
     assert len(pairs) == 200 * 3 and set(pairs.values()) == {1}
     assert ticks == 600
+
+
+def test_batches_queue_each_due_template_once_and_announce_every_job(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "BATCH", 7)
+    first = template(any_db, interv="i")
+    with any_db.session() as session:
+        rt = session.get_one(RunTemplate, first)
+        more = [
+            RunTemplate(
+                app_id=rt.app_id,
+                company_id=rt.company_id,
+                name=f"rt {i}",
+                interv="i",
+                created=LONG_AGO,
+            )
+            for i in range(29)
+        ]
+        session.add_all(more)
+        session.flush()
+        templates = [first, *(m.id for m in more)]
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.created: list[int] = []
+
+        def job_created(self, event: Any) -> None:
+            self.created.append(event.job_id)
+
+    recorder = Recorder()
+    result = Scheduler(any_db, any_db.settings, job_hooks=[recorder]).step(
+        utc(2026, 11, 28, 10, 0, 1)
+    )
+    assert len(result.created) == 30 and recorder.created == result.created
+    with any_db.read() as session:
+        by_template = Counter(session.scalars(select(Job.runtemplate_id)))
+        entries = session.scalar(select(func.count()).select_from(ScheduleEntry))
+        ticks = Counter(session.scalars(select(ScheduledTick.runtemplate_id)))
+    assert by_template == ticks == Counter(templates) and entries == 30
 
 
 def test_ten_thousand_templates_due_together_are_queued_quickly(sqlite_db: Database) -> None:

@@ -5,23 +5,29 @@ statements per batch.
 queue 10,000 templates due on the same minute in about two seconds. Here the layers that
 do not depend on the job (application defaults, company environment) are read once per
 application or company, configuration and credential layers only for templates that have
-any, and the rows are written with executemany (Core, no unit of work per job).
+any; jobs that share all their layers share the work of assembling their environment
+(:mod:`.jobenv`); the job rows are written a batch per statement (:mod:`.rows`: COPY
+on PostgreSQL, an executemany elsewhere; no ORM unit of work) and the queue entries
+copied from them by ``INSERT ... SELECT``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from multiflexi import queue
 from multiflexi.errors import MultiFlexiError
+from multiflexi.scheduling.jobenv import Identity, JobEnvShape, workdir_prefix
+from multiflexi.scheduling.rows import IN_CHUNK, JSONText, among, insert_rows
 from multiflexi.storage.models import (
     App,
     Company,
@@ -37,11 +43,14 @@ from multiflexi.storage.types import utcnow
 if TYPE_CHECKING:
     from multiflexi.config import Settings
     from multiflexi.env.layers import EnvVar
+    from multiflexi.secrets import Vault
 
 log = logging.getLogger("multiflexi.scheduler")
 
 _JOBS = cast(Table, Job.__table__)
 _QUEUE = cast(Table, ScheduleEntry.__table__)
+_TEMPLATES = cast(Table, RunTemplate.__table__)
+_OnSkip = Callable[[int, str], None]
 
 
 class Template(Protocol):
@@ -77,27 +86,10 @@ class CreatedJob:
 
 @dataclass(frozen=True)
 class _Planned:
-    """A request that passed the checks, with the layers that do not depend on the job."""
+    """A request that passed the checks, with the shape its environment is built from."""
 
     req: JobRequest
-    rt: RunTemplate
-    app: App
-    company: Company
-    executor: str
-    layers: list[list[EnvVar]]
-    secrets: set[str]
-
-
-@dataclass
-class _JobView:
-    """The attributes of a job the environment and command-line helpers read and write,
-    without the cost of an ORM object per job."""
-
-    id: int
-    attempt: int
-    executor: str
-    argv: list[str] = field(default_factory=list)
-    command: str = ""
+    shape: JobEnvShape
 
 
 def bulk_create_jobs(
@@ -109,7 +101,7 @@ def bulk_create_jobs(
     """Create and queue jobs in the caller's transaction: the same rows as
     ``jobs.service.create_job`` (status ``scheduled``, environment with provenance, argv,
     command, queue entry), with per-application and per-company layers read once and
-    rows written by executemany.
+    rows written a batch per statement.
 
     A request whose template cannot run as configured (application disabled, unknown
     executor, a secret that does not open) is skipped and reported to ``on_skip(rt_id,
@@ -117,69 +109,11 @@ def bulk_create_jobs(
     """
     if not requests:
         return []
-    from multiflexi.companies.service import company_env_layer
-    from multiflexi.credentials.service import credential_layer
-    from multiflexi.jobs import environment
-    from multiflexi.jobs.service import _store_command, job_dir, secret_names
-    from multiflexi.runtemplates.service import app_default_layer, config_layer
     from multiflexi.secrets import Vault
     from multiflexi.users import current_user
 
-    vault = Vault.from_settings(settings)
-    user_id = current_user(session).id
-    rt_ids = [r.rt.id for r in requests]
-    app_ids, company_ids = {r.rt.app_id for r in requests}, {r.rt.company_id for r in requests}
-    load_apps = select(App).where(App.id.in_(app_ids)).options(selectinload(App.fields))
-    apps = {a.id: a for a in session.scalars(load_apps)}
-    companies = {
-        c.id: c for c in session.scalars(select(Company).where(Company.id.in_(company_ids)))
-    }
-    # Only templates that have configuration or credentials need their layers read.
-    with_config = set(
-        session.scalars(
-            select(Configuration.runtemplate_id).where(Configuration.runtemplate_id.in_(rt_ids))
-        )
-    )
-    with_creds = set(
-        session.scalars(
-            select(RunTplCred.runtemplate_id).where(RunTplCred.runtemplate_id.in_(rt_ids))
-        )
-    )
-    executors: dict[str, bool] = {}
-    app_layers: dict[int, tuple[list[EnvVar], set[str]]] = {}
-    company_layers: dict[int, list[EnvVar]] = {}
-    plan: list[_Planned] = []
-    for req in requests:
-        rt = cast(RunTemplate, req.rt)  # the helpers read only the attributes of Template
-        app, company = apps.get(rt.app_id), companies.get(rt.company_id)
-        chosen = rt.executor or "Native"
-        try:
-            if app is None or company is None or not app.enabled:
-                raise MultiFlexiError("application disabled or deleted")
-            if chosen not in executors:
-                executors[chosen] = _known_executor(chosen)
-            if not executors[chosen]:
-                raise MultiFlexiError(f"unknown executor {chosen!r}")
-            # Everything that can fail for one template (a secret that does not open...)
-            # happens before any row is written: one bad template skips only itself.
-            if app.id not in app_layers:
-                app_layers[app.id] = (app_default_layer(session, app), secret_names(app))
-            if company.id not in company_layers:
-                company_layers[company.id] = company_env_layer(session, company)
-            own = [
-                config_layer(session, rt, vault) if rt.id in with_config else [],
-                credential_layer(session, rt.id, vault) if rt.id in with_creds else [],
-            ]
-        except MultiFlexiError as exc:
-            (on_skip or _log_skip)(rt.id, exc.message)
-            continue
-        assert app is not None and company is not None
-        defaults, secrets = app_layers[app.id]
-        plan.append(
-            _Planned(
-                req, rt, app, company, chosen, [defaults, *own, company_layers[company.id]], secrets
-            )
-        )
+    planner = _Planner(session, requests, Vault.from_settings(settings))
+    plan = planner.plan(on_skip or _log_skip)
     if not plan:
         return []
     now = utcnow()
@@ -187,7 +121,7 @@ def bulk_create_jobs(
         "status": JobStatus.SCHEDULED.value,
         "created": now,
         "scheduled_at": now,
-        "launched_by": user_id,
+        "launched_by": current_user(session).id,
         "attempt": 1,
         "retry_of": None,
         "overrides": {},
@@ -195,62 +129,187 @@ def bulk_create_jobs(
     rows = [
         {
             **common,
-            "app_id": p.app.id,
-            "company_id": p.company.id,
-            "runtemplate_id": p.rt.id,
+            **p.shape.columns,
+            "runtemplate_id": p.req.rt.id,
             "schedule": p.req.at,
             "schedule_type": p.req.schedule_type,
-            "executor": p.executor,
-            "app_version": p.app.version or "",
         }
         for p in plan
     ]
-    # The environment holds the job's id: with ids known in advance (PostgreSQL, SQLite)
-    # each row is written once; otherwise inserted first, completed after.
+    # The environment holds the job's id: with ids known in advance (a sequence on
+    # PostgreSQL, SQLite, placeholder rows on MariaDB) each row is written once;
+    # otherwise inserted first, completed after.
     reserved = queue.reserve_job_ids(session, len(plan))
+    if reserved is None:
+        reserved = _placeholder_ids(session, [row["runtemplate_id"] for row in rows])
     ids = reserved if reserved is not None else _insert_for_ids(session, rows)
-    host = environment.host_layer()
-    filled = []
-    for job_id, p in zip(ids, plan, strict=True):
-        view = _JobView(job_id, 1, p.executor)
-        job = cast(Job, view)
-        workdir = job_dir(settings, job_id)
-        # The order of environment.gather_layers, whose result this must equal.
-        defaults, config, credentials, company_env = p.layers
-        layers = [
-            host,
-            defaults,
-            config,
-            credentials,
-            company_env,
-            environment.injected_layer(
-                job=job, app=p.app, company=p.company, rt=p.rt, workdir=workdir
-            ),
-            environment.override_layer({}),
-        ]
-        env = environment.build_env(layers, secret_names=p.secrets, workdir=workdir)
-        _store_command(job, p.app, env)
-        filled.append(
-            {
-                "id": job_id,
-                "env": environment.dump_env(env, vault),
-                "workdir": str(workdir),
-                "argv": view.argv,
-                "command": view.command,
-            }
-        )
-    complete = [{**row, **more} for row, more in zip(rows, filled, strict=True)]
+    _render(settings, plan, ids, rows)
     if reserved is not None:
-        session.execute(insert(_JOBS), complete)
+        insert_rows(session, _JOBS, rows)
     else:
-        _complete(session, complete)
-    pairs = list(zip(ids, plan, strict=True))
-    session.execute(
-        insert(_QUEUE),
-        [{"job": job_id, "after": p.req.at, "priority": 0, "created": now} for job_id, p in pairs],
-    )
+        _complete(session, rows)
+    _enqueue(session, ids, now)
     queue.notify(session)
-    return [CreatedJob(job_id, p.rt.id, p.req.at) for job_id, p in pairs]
+    return [CreatedJob(job_id, p.req.rt.id, p.req.at) for job_id, p in zip(ids, plan, strict=True)]
+
+
+class _Planner:
+    """Checks the requests of one batch and gives each the shape of its environment.
+
+    What the checks and layers depend on -- application, company, executor, and the
+    template's own configuration and credentials if it has any -- is the key of a shape:
+    each is checked and read once per key, and one bad key skips only its templates.
+    """
+
+    def __init__(self, session: Session, requests: Sequence[JobRequest], vault: Vault) -> None:
+        from multiflexi.jobs import environment
+
+        self.session, self.requests, self.vault = session, requests, vault
+        self.apps, self.companies = _apps_and_companies(session, requests)
+        rt_ids = [r.rt.id for r in requests]
+        # Only templates that have configuration or credentials need their layers read.
+        self.with_config = _having(session, Configuration.runtemplate_id, rt_ids)
+        self.with_creds = _having(session, RunTplCred.runtemplate_id, rt_ids)
+        self.host = environment.host_layer()
+        self._shapes: dict[tuple[int, int, str, int], JobEnvShape | MultiFlexiError] = {}
+        self._app_layers: dict[int, tuple[list[EnvVar], set[str]]] = {}
+        self._company_layers: dict[int, list[EnvVar]] = {}
+
+    def plan(self, on_skip: _OnSkip) -> list[_Planned]:
+        """The requests that can run. Everything that can fail for one template (a secret
+        that does not open...) happens here, before any row is written."""
+        plan = []
+        for req in self.requests:
+            rt = req.rt
+            own = rt.id in self.with_config or rt.id in self.with_creds
+            key = (rt.app_id, rt.company_id, rt.executor or "Native", rt.id if own else 0)
+            shape = self._shapes.get(key)
+            if shape is None:
+                shape = self._shapes[key] = self._shape(cast(RunTemplate, rt), key[2])
+            if isinstance(shape, MultiFlexiError):
+                on_skip(rt.id, shape.message)
+                continue
+            plan.append(_Planned(req, shape))
+        return plan
+
+    def _shape(self, rt: RunTemplate, executor: str) -> JobEnvShape | MultiFlexiError:
+        from multiflexi.credentials.service import credential_layer
+        from multiflexi.runtemplates.service import config_layer
+
+        app, company = self.apps.get(rt.app_id), self.companies.get(rt.company_id)
+        try:
+            if app is None or company is None or not app.enabled:
+                raise MultiFlexiError("application disabled or deleted")
+            if not _known_executor(executor):
+                raise MultiFlexiError(f"unknown executor {executor!r}")
+            defaults, secrets = self._app_layer(app)
+            layers = [
+                self.host,
+                defaults,
+                config_layer(self.session, rt, self.vault) if rt.id in self.with_config else [],
+                credential_layer(self.session, rt.id, self.vault)
+                if rt.id in self.with_creds
+                else [],
+                self._company_layer(company),
+            ]
+        except MultiFlexiError as exc:
+            return exc
+        return JobEnvShape(
+            layers=layers,
+            app=app,
+            company=company,
+            executor=executor,
+            secrets=secrets,
+            vault=self.vault,
+        )
+
+    def _app_layer(self, app: App) -> tuple[list[EnvVar], set[str]]:
+        from multiflexi.jobs.service import secret_names
+        from multiflexi.runtemplates.service import app_default_layer
+
+        if app.id not in self._app_layers:
+            self._app_layers[app.id] = (app_default_layer(self.session, app), secret_names(app))
+        return self._app_layers[app.id]
+
+    def _company_layer(self, company: Company) -> list[EnvVar]:
+        from multiflexi.companies.service import company_env_layer
+
+        if company.id not in self._company_layers:
+            self._company_layers[company.id] = company_env_layer(self.session, company)
+        return self._company_layers[company.id]
+
+
+def _apps_and_companies(
+    session: Session, requests: Sequence[JobRequest]
+) -> tuple[dict[int, App], dict[int, Company]]:
+    app_ids = {r.rt.app_id for r in requests}
+    company_ids = {r.rt.company_id for r in requests}
+    load_apps = select(App).where(App.id.in_(app_ids)).options(selectinload(App.fields))
+    apps = {a.id: a for a in session.scalars(load_apps)}
+    load_companies = select(Company).where(Company.id.in_(company_ids))
+    return apps, {c.id: c for c in session.scalars(load_companies)}
+
+
+def _having(session: Session, column: Any, rt_ids: list[int]) -> set[int]:
+    """Which of ``rt_ids`` have a row in the table of ``column``."""
+    return set(session.scalars(select(column).where(among(session, column, rt_ids)).distinct()))
+
+
+def _render(
+    settings: Settings, plan: Sequence[_Planned], ids: Sequence[int], rows: list[dict[str, Any]]
+) -> None:
+    """Add id, environment, command line and directory to the row of each job."""
+    from multiflexi.jobs.service import job_dir
+
+    prefix = workdir_prefix(job_dir(settings, 0))
+    for job_id, p, row in zip(ids, plan, rows, strict=True):
+        workdir = prefix + str(job_id)
+        env, argv, command = p.shape.render(Identity(job_id, p.req.rt, workdir))
+        row["id"], row["env"], row["workdir"] = job_id, env, workdir
+        row["argv"], row["command"] = argv, command
+
+
+def _enqueue(session: Session, ids: Sequence[int], now: datetime) -> None:
+    """The queue entries of the new jobs (``after`` = their not-before time), copied in
+    the database from the job rows rather than sent again row by row."""
+    c = _JOBS.c
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        entries = (
+            select(
+                c.id,
+                c.schedule,
+                literal(0, _QUEUE.c.priority.type),
+                literal(now, _QUEUE.c.created.type),
+            )
+            .where(among(session, c.id, chunk))
+            .order_by(c.id)
+        )
+        session.execute(
+            insert(_QUEUE).from_select(["job", "after", "priority", "created"], entries)
+        )
+
+
+def _placeholder_ids(session: Session, rt_ids: list[int]) -> list[int] | None:
+    """Ids for new jobs of these templates, in order, from the job table's own id
+    generator (MariaDB's AUTO_INCREMENT): placeholder rows made in the database, one per
+    template, no values sent, then deleted again. No one else is ever given these ids,
+    so the real rows can take them. None if this cannot be done here (no RETURNING, a
+    template twice, a template gone)."""
+    dialect = session.get_bind().dialect
+    if not dialect.insert_returning or len(set(rt_ids)) != len(rt_ids):
+        return None
+    t = _TEMPLATES.c
+    made = insert(_JOBS).from_select(
+        ["app_id", "company_id", "runtemplate_id"],
+        select(t.app_id, t.company_id, t.id).where(among(session, t.id, rt_ids)).order_by(t.id),
+    )
+    rows = session.execute(made.returning(_JOBS.c.id, _JOBS.c.runtemplate_id)).all()
+    by_template = {rt_id: job_id for job_id, rt_id in rows}
+    session.execute(delete(_JOBS).where(among(session, _JOBS.c.id, list(by_template.values()))))
+    if len(by_template) != len(rt_ids):
+        return None
+    return [by_template[rt_id] for rt_id in rt_ids]
 
 
 def _insert_for_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -268,14 +327,11 @@ def _insert_for_ids(session: Session, rows: list[dict[str, Any]]) -> list[int]:
 
 def _complete(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write environment, command line and directory of jobs inserted by id."""
+    completed = ("env", "workdir", "argv", "command")
     if session.get_bind().dialect.name == "mysql":
         # An executemany UPDATE is a round trip per row with PyMySQL; a multi-row
         # INSERT ... ON DUPLICATE KEY UPDATE of the same rows is a few statements.
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        upsert = mysql_insert(_JOBS)
-        changed = {k: upsert.inserted[k] for k in ("env", "workdir", "argv", "command")}
-        session.execute(upsert.on_duplicate_key_update(changed), rows)
+        insert_rows(session, _JOBS, rows, on_duplicate_update=completed)
         return
     c = _JOBS.c
     session.execute(
@@ -287,8 +343,12 @@ def _complete(session: Session, rows: list[dict[str, Any]]) -> None:
             argv=bindparam("b_argv", type_=c.argv.type),
             command=bindparam("b_command"),
         ),
-        [{f"b_{k}": r[k] for k in ("id", "env", "workdir", "argv", "command")} for r in rows],
+        [{"b_id": r["id"], **{f"b_{k}": _plain(r[k]) for k in completed}} for r in rows],
     )
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(value.text) if isinstance(value, JSONText) else value
 
 
 def _known_executor(name: str) -> bool:

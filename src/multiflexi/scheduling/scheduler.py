@@ -16,7 +16,9 @@ midnight instead of running at once for the midnight that passed before it exist
   pair is the last guard: of two schedulers on one database, exactly one creates the job.
 * Jobs are created in batches by :func:`~multiflexi.scheduling.bulk.bulk_create_jobs`
   (re-exported here), which writes the rows ``jobs.service.create_job`` would write
-  (environment, argv, command, queue entry) with a few statements per batch.
+  (environment, argv, command, queue entry) with a few statements per batch. Ticks and
+  template times are written the same way, a statement per batch; on PostgreSQL and
+  MariaDB two batches run at once (:meth:`Scheduler._fire_all`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, inspect, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +40,7 @@ from multiflexi import queue
 from multiflexi.errors import Invalid
 from multiflexi.scheduling.bulk import CreatedJob, JobRequest, bulk_create_jobs
 from multiflexi.scheduling.calendar import INTERVAL_NAMES, next_fire
+from multiflexi.scheduling.rows import IN_CHUNK, among
 from multiflexi.storage.models import App, Job, RunTemplate, ScheduledTick
 from multiflexi.storage.types import utcnow
 
@@ -51,40 +55,31 @@ __all__ = ["SCHEDULE_TYPES", "JobRequest", "Scheduler", "StepResult", "bulk_crea
 #: Interval code -> the ``schedule_type`` of the jobs it creates.
 SCHEDULE_TYPES: dict[str, str] = {c: n for c, n in INTERVAL_NAMES.items() if c != "n"}
 SCHEDULER_TYPES = frozenset(SCHEDULE_TYPES.values())
-#: Tables written by executemany (Core): an ORM unit of work per row is too slow.
+#: Tables read and written through Core: an ORM object per row is too slow.
 _TICKS = cast(Table, ScheduledTick.__table__)
 _TEMPLATES = cast(Table, RunTemplate.__table__)
+_JOBS = cast(Table, Job.__table__)
+_APPS = cast(Table, App.__table__)
+
+
+def _template_columns(*keys: str) -> list[Any]:
+    """Columns of the template table, labelled with their attribute names: read as plain
+    rows through Core, without the ORM's work per row."""
+    return [inspect(RunTemplate).columns[key].label(key) for key in keys]
+
+
 #: What a step reads of every scheduled template.
-_SCAN = [
-    getattr(RunTemplate, name)
-    for name in [
-        "id",
-        "interv",
-        "cron",
-        "delay",
-        "last_schedule",
-        "next_schedule",
-        "created",
-        "saved",
-    ]
-]
-#: What a batch locks and reads again: plain rows, no ORM object per template.
-_LOCK = [
-    getattr(RunTemplate, name)
-    for name in [
-        "id",
-        "name",
-        "app_id",
-        "company_id",
-        "executor",
-        "active",
-        "last_schedule",
-        "created",
-        "saved",
-    ]
-]
+_SCAN = _template_columns(
+    "id", "interv", "cron", "delay", "last_schedule", "next_schedule", "created", "saved"
+)
+#: What a batch locks and reads again.
+_LOCK = _template_columns(
+    "id", "name", "app_id", "company_id", "executor", "active", "last_schedule", "created", "saved"
+)
 #: Templates per transaction: big enough to be fast, small enough to keep locks short.
 BATCH = 1000
+#: Batches written at once on a database server (see ``Scheduler._fire_all``).
+PARALLEL = 2
 #: How far back a tick is searched for (a 29 February rule fires every 4 to 8 years).
 _HORIZON = timedelta(days=366 * 9)
 
@@ -170,13 +165,81 @@ def _set_schedules(
         values: dict[str, datetime | None] = {"next_schedule": following}
         if last is not None:
             values["last_schedule"] = last
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            session.execute(update(_TEMPLATES).where(_TEMPLATES.c.id.in_(chunk)).values(values))
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            where = among(session, _TEMPLATES.c.id, chunk)
+            session.execute(update(_TEMPLATES).where(where).values(values))
+
+
+def _record_ticks(session: Session, job_ids: Sequence[int]) -> None:
+    """``ScheduledTick(runtemplate_id, tick=schedule, job_id)`` of each new job, copied in
+    the database from the job rows rather than sent again row by row."""
+    c, now = _JOBS.c, utcnow()
+    for start in range(0, len(job_ids), IN_CHUNK):
+        chunk = job_ids[start : start + IN_CHUNK]
+        ticks = select(
+            c.runtemplate_id, c.schedule, c.id, literal(now, _TICKS.c.created.type)
+        ).where(among(session, c.id, chunk))
+        session.execute(
+            insert(_TICKS).from_select(["runtemplate_id", "tick", "job_id", "created"], ticks)
+        )
+
+
+def _lock_templates(session: Session, ids: Sequence[int]) -> dict[int, Any]:
+    """The rows of the templates, locked against other schedulers until the commit."""
+    c = _TEMPLATES.c
+    stmt = select(*_LOCK).where(among(session, c.id, ids)).order_by(c.id)
+    if session.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE locks it all
+        stmt = stmt.with_for_update()
+    return {rt.id: rt for rt in session.execute(stmt).all()}
+
+
+def _with_waiting_job(session: Session, ids: Sequence[int]) -> set[int]:
+    """Which of the templates have a scheduled job that still waits to run."""
+    stmt = select(Job.runtemplate_id).where(
+        among(session, Job.runtemplate_id, ids),
+        Job.status.in_(queue.WAITING),
+        Job.schedule_type.in_(SCHEDULER_TYPES),
+    )
+    return set(session.scalars(stmt.distinct()))
+
+
+def _fired_ticks(
+    session: Session, ids: Sequence[int], ticks: set[datetime]
+) -> set[tuple[int, datetime]]:
+    """Which (template, tick) pairs have fired already."""
+    stmt = select(ScheduledTick.runtemplate_id, ScheduledTick.tick).where(
+        among(session, ScheduledTick.runtemplate_id, ids), ScheduledTick.tick.in_(ticks)
+    )
+    return {(rt_id, tick) for rt_id, tick in session.execute(stmt)}
+
+
+#: What job creation imports on first use: loaded with the scheduler, so that the first
+#: due tick does not wait for it.
+_STEP_MODULES = (
+    "multiflexi.companies.service",
+    "multiflexi.credentials.service",
+    "multiflexi.executors.registry",
+    "multiflexi.jobs.service",
+    "multiflexi.runtemplates.service",
+    "multiflexi.users",
+)
+
+
+def _import_step_modules() -> None:
+    import importlib
+
+    for name in _STEP_MODULES:
+        importlib.import_module(name)
 
 
 def _reference(last: datetime | None, created: datetime | None, saved: datetime | None) -> datetime:
-    return max((t for t in (last, created, saved) if t is not None), default=datetime.min)
+    """The latest of the times given (``datetime.min`` if none is)."""
+    latest: datetime | None = None
+    for moment in (last, created, saved):
+        if moment is not None and (latest is None or moment > latest):
+            latest = moment
+    return datetime.min if latest is None else latest
 
 
 class Scheduler:
@@ -190,6 +253,7 @@ class Scheduler:
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self._ticks: dict[tuple[str, str | None, int, str], Ticks] = {}
         self._warned: dict[int, str] = {}
+        _import_step_modules()
 
     def ticks(self, interv: str, cron: str | None, delay: int, now: datetime) -> Ticks:
         """The ticks of a rule around ``now``; computed once per rule while valid."""
@@ -209,16 +273,34 @@ class Scheduler:
         started = time.monotonic()
         moment = now or utcnow()
         result = StepResult()
+        due, stale = self._scan(moment, result)
+        if stale:  # keep next_schedule right for `run-template:show` after edits
+            self.db.run(lambda s: _set_schedules(s, stale))
+        batches = [due[start : start + BATCH] for start in range(0, len(due), BATCH)]
+        for jobs, blocked in self._fire_all(batches, moment):
+            self._announce(jobs)
+            result.created += [j.id for j in jobs]
+            result.waiting += blocked
+        result.seconds = time.monotonic() - started
+        if result.created:
+            log.info("action=scheduled jobs=%d seconds=%.3f", len(result.created), result.seconds)
+        return result
+
+    def _scan(
+        self, moment: datetime, result: StepResult
+    ) -> tuple[list[_Due], list[tuple[int, datetime | None, datetime | None]]]:
+        """The templates with a due tick, and those whose ``next_schedule`` is stale; sets
+        ``result.invalid`` and ``result.next_tick``."""
         with self.db.read() as session:
             rows = session.execute(
                 select(*_SCAN)
-                .join(App, App.id == RunTemplate.app_id)
+                .join(_APPS, _APPS.c.id == _TEMPLATES.c.app_id)
                 .where(
-                    RunTemplate.active.is_(True),
-                    RunTemplate.interv.in_(list(SCHEDULE_TYPES)),
-                    App.enabled.is_(True),
+                    _TEMPLATES.c.active.is_(True),
+                    _TEMPLATES.c.interv.in_(list(SCHEDULE_TYPES)),
+                    _APPS.c.enabled.is_(True),
                 )
-                .order_by(RunTemplate.id)
+                .order_by(_TEMPLATES.c.id)
             ).all()
         due: list[_Due] = []
         stale: list[tuple[int, datetime | None, datetime | None]] = []
@@ -239,16 +321,29 @@ class Scheduler:
                 due.append(_Due(row.id, ticks.latest, kind, ticks.following))
             elif row.next_schedule != ticks.following:
                 stale.append((row.id, None, ticks.following))
-        if stale:  # keep next_schedule right for `run-template:show` after edits
-            self.db.run(lambda s: _set_schedules(s, stale))
-        for start in range(0, len(due), BATCH):
-            created, waiting = self._fire(due[start : start + BATCH], moment)
-            result.created += created
-            result.waiting += waiting
-        result.seconds = time.monotonic() - started
-        if result.created:
-            log.info("action=scheduled jobs=%d seconds=%.3f", len(result.created), result.seconds)
-        return result
+        return due, stale
+
+    def _fire_all(
+        self, batches: Sequence[Sequence[_Due]], now: datetime
+    ) -> Iterator[tuple[list[CreatedJob], list[int]]]:
+        """:meth:`_fire` each batch, results in order. On a database server
+        :data:`PARALLEL` batches run at once, each in its own transaction on its own
+        connection: while the server writes one, this process prepares another. (SQLite
+        has one writer at a time.)"""
+        if PARALLEL < 2 or len(batches) < 2 or self.db.dialect == "sqlite":
+            yield from (self._fire(batch, now) for batch in batches)
+            return
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="scheduler") as pool:
+            yield from pool.map(lambda batch: self._fire(batch, now), batches)
+
+    def _announce(self, jobs: Sequence[CreatedJob]) -> None:
+        """Log and emit ``created`` for committed jobs, in this thread, as create_job does."""
+        from multiflexi.jobs import hooks
+
+        for job in jobs:
+            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
+            if self.hooks:
+                hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
 
     def _warn_invalid(self, rt_id: int, cron: str | None, exc: Invalid) -> None:
         self._skip(rt_id, exc.message)
@@ -259,33 +354,14 @@ class Scheduler:
             self._warned[rt_id] = why
             log.warning("action=skip_template runtemplate_id=%s error=%s", rt_id, why)
 
-    def _fire(self, batch: Sequence[_Due], now: datetime) -> tuple[list[int], list[int]]:
+    def _fire(self, batch: Sequence[_Due], now: datetime) -> tuple[list[CreatedJob], list[int]]:
+        """Create the jobs of one batch of due templates in one transaction."""
+
         def fire(session: Session) -> tuple[list[CreatedJob], list[int]]:
             ids = [d.rt_id for d in batch]
-            stmt = select(*_LOCK).where(RunTemplate.id.in_(ids)).order_by(RunTemplate.id)
-            if session.get_bind().dialect.name != "sqlite":
-                stmt = stmt.with_for_update()  # serialise with other schedulers
-            rts = {rt.id: rt for rt in session.execute(stmt)}
-            waiting = set(
-                session.scalars(
-                    select(Job.runtemplate_id)
-                    .where(
-                        Job.runtemplate_id.in_(ids),
-                        Job.status.in_(queue.WAITING),
-                        Job.schedule_type.in_(SCHEDULER_TYPES),
-                    )
-                    .distinct()
-                )
-            )
-            fired = {
-                (rt_id, tick)
-                for rt_id, tick in session.execute(
-                    select(ScheduledTick.runtemplate_id, ScheduledTick.tick).where(
-                        ScheduledTick.runtemplate_id.in_(ids),
-                        ScheduledTick.tick.in_({d.tick for d in batch}),
-                    )
-                )
-            }
+            rts = _lock_templates(session, ids)
+            waiting = _with_waiting_job(session, ids)
+            fired = _fired_ticks(session, ids, {d.tick for d in batch})
             requests, blocked, following = [], [], {}
             for d in batch:
                 rt = rts.get(d.rt_id)
@@ -302,13 +378,7 @@ class Scheduler:
                 following[rt.id] = d.following
             jobs = bulk_create_jobs(session, self.settings, requests, self._skip)
             if jobs:
-                session.execute(
-                    insert(_TICKS),
-                    [
-                        {"runtemplate_id": j.runtemplate_id, "tick": j.schedule, "job_id": j.id}
-                        for j in jobs
-                    ],
-                )
+                _record_ticks(session, [j.id for j in jobs])
                 _set_schedules(
                     session,
                     [(j.runtemplate_id, j.schedule, following[j.runtemplate_id]) for j in jobs],
@@ -316,16 +386,9 @@ class Scheduler:
             return jobs, blocked
 
         try:
-            jobs, blocked = self.db.run(fire)
+            return self.db.run(fire)
         except IntegrityError:
             # A tick inserted meanwhile by a scheduler that does not lock (or a clock
             # that went back): the retry sees it and creates nothing for it.
             log.info("action=tick_conflict templates=%d", len(batch))
-            jobs, blocked = self.db.run(fire)
-        from multiflexi.jobs import hooks
-
-        for job in jobs:  # after the commit, as create_job does
-            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
-            if self.hooks:
-                hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
-        return [j.id for j in jobs], blocked
+            return self.db.run(fire)
