@@ -119,13 +119,18 @@ class Database:
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._writes = threading.RLock() if self.dialect == "sqlite" else None
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
-        # PostgreSQL reads in autocommit: under READ COMMITTED every statement sees what
-        # was committed before it either way, and BEGIN/ROLLBACK cost two round trips.
-        # (PyMySQL would pay two SET autocommit round trips instead; SQLite keeps its
-        # snapshot per read transaction.)
+        # PostgreSQL reads in autocommit, from a pool of their own: under READ COMMITTED
+        # every statement sees what was committed before it either way, BEGIN/ROLLBACK
+        # cost two round trips, and switching a pooled connection to autocommit and back
+        # costs more CPU than a short query. (PyMySQL would pay two SET autocommit round
+        # trips; SQLite keeps its snapshot per read transaction.)
+        self._read_engine: Engine | None = None
         reads = self.engine
         if self.dialect == "pgsql":
-            reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            reads = self._read_engine = create_engine(
+                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **kwargs
+            )
+            self._install_idle_ping(reads)
         self._reader = sessionmaker(bind=reads, expire_on_commit=False)
         if check_schema:
             self.ensure_schema()
@@ -318,3 +323,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
