@@ -431,8 +431,11 @@ def test_other_launch_failures_are_returned_not_raised(tmp_path: Path) -> None:
 def test_cpu_time_of_a_busy_loop_is_reported() -> None:
     code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
     result = run(py(code))
-    assert result.cpu_user > 0.1
-    assert result.wall_seconds >= result.cpu_user * 0.5
+    # The loop spins until it has used 0.3 s of CPU; how that splits into user and system
+    # time depends on the machine (a busy VM books much of it as system time).
+    assert result.cpu_user + result.cpu_system >= 0.3
+    assert result.cpu_user > 0
+    assert result.wall_seconds >= (result.cpu_user + result.cpu_system) * 0.5
 
 
 def test_max_rss_of_a_program_allocating_100_mb_is_at_least_100_mb() -> None:

@@ -12,7 +12,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import DatabaseError, SchemaBehind
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
     from multiflexi.config import Settings
 
 T = TypeVar("T")
-
-#: A pooled server connection idle for longer than this is pinged before use.
-PING_AFTER_IDLE = 2.0
 
 TRANSIENT_MARKERS = (
     "database is locked",
@@ -105,7 +101,10 @@ class Database:
             _secure_sqlite_file(settings.sqlite_path)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs.update(pool_recycle=1800, pool_size=5, max_overflow=10)
+            # A pooled connection is checked before use: after a server restart the first
+            # use of every old connection would otherwise fail, reads included (which are
+            # not retried). It costs a round trip per transaction.
+            kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=10)
             if self.dialect == "pgsql":
                 kwargs["connect_args"] = {"connect_timeout": 5, "prepare_threshold": None}
             else:
@@ -114,8 +113,6 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             self._install_sqlite_hooks(self.engine)
-        else:
-            self._install_idle_ping(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._writes = threading.RLock() if self.dialect == "sqlite" else None
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
@@ -130,7 +127,6 @@ class Database:
             reads = self._read_engine = create_engine(
                 url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **kwargs
             )
-            self._install_idle_ping(reads)
         self._reader = sessionmaker(bind=reads, expire_on_commit=False)
         if check_schema:
             self.ensure_schema()
@@ -158,34 +154,6 @@ class Database:
                 conn.connection.driver_connection.execute(statement)
             except sqlite3.Error as exc:  # as SQLAlchemy would wrap it: retried if locked
                 raise OperationalError(statement, None, exc) from exc
-
-    @staticmethod
-    def _install_idle_ping(engine: Engine) -> None:
-        """Check a pooled connection before use only when it sat idle for a while.
-
-        ``pool_pre_ping`` would cost a round trip per transaction, a fifth of the executor's
-        statements. A connection used a moment ago is alive or fails its first statement,
-        and :meth:`run`/:meth:`transact` retry that on a fresh one.
-        """
-
-        @event.listens_for(engine, "checkin")
-        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-            record.info["idle_since"] = time.monotonic()
-
-        @event.listens_for(engine, "checkout")
-        def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-            since = record.info.get("idle_since")
-            if since is None or time.monotonic() - since < PING_AFTER_IDLE:
-                return
-            try:
-                cursor = dbapi_conn.cursor()
-                try:
-                    cursor.execute("SELECT 1")
-                finally:
-                    cursor.close()
-                dbapi_conn.rollback()
-            except Exception as exc:  # the pool discards it and connects anew
-                raise DisconnectionError(str(exc)) from exc
 
     # -- sessions ---------------------------------------------------------------------
 
