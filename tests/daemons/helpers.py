@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from multiflexi.scheduling.scheduler import JobRequest, bulk_create_jobs
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, RunTemplate
+from multiflexi.storage.models import FINAL_STATUSES, Job, RunTemplate
 from multiflexi.storage.types import utcnow
 from tests.conftest import db_environment
 
@@ -146,3 +146,16 @@ def kill_group(pid: int | None) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def unfinished(db: Database) -> int:
+    """Jobs not yet in a final state."""
+    with db.read() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status.not_in([str(s) for s in FINAL_STATUSES]))
+            )
+            or 0
+        )

@@ -12,25 +12,13 @@ import pytest
 from sqlalchemy import func, select
 
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import FINAL_STATUSES, Job
-from tests.daemons.helpers import EXECUTOR, daemons, queue_jobs, statuses, wait_until
+from multiflexi.storage.models import Job
+from tests.daemons.helpers import EXECUTOR, daemons, queue_jobs, statuses, unfinished, wait_until
 from tests.factories import make_setup
 
 JOBS = int(os.environ.get("MF_EXACTLY_ONCE_JOBS", "2000"))
 EXECUTORS = 4
 TEMPLATES = 20
-
-
-def unfinished(db: Database) -> int:
-    with db.read() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.status.not_in([str(s) for s in FINAL_STATUSES]))
-            )
-            or 0
-        )
 
 
 @pytest.mark.slow

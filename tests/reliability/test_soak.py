@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import FINAL_STATUSES, Job, JobStatus
+from multiflexi.storage.models import Job, JobStatus
 from multiflexi.storage.types import utcnow
 from multiflexi.users import current_user
 from tests.conftest import BACKENDS, ServerDatabases
@@ -39,6 +39,7 @@ from tests.daemons.helpers import (
     daemon_env,
     daemons,
     queue_jobs,
+    unfinished,
     wait_until,
 )
 from tests.factories import make_setup
@@ -60,18 +61,6 @@ def db(
     request: pytest.FixtureRequest, tmp_path: Path, server_databases: ServerDatabases
 ) -> Iterator[Database]:
     yield from database(request.param, tmp_path, server_databases)
-
-
-def unfinished(db: Database) -> int:
-    with db.read() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.status.not_in([str(s) for s in FINAL_STATUSES]))
-            )
-            or 0
-        )
 
 
 class CliProcesses(threading.Thread):
