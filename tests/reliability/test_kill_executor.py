@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from multiflexi.errors import DatabaseError
 from multiflexi.jobs import runner
@@ -38,7 +38,7 @@ from multiflexi.jobs.service import create_job
 from multiflexi.queue import claim_job
 from multiflexi.recovery import requeue_lost
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, JobStatus
+from multiflexi.storage.models import Job, JobStatus, ScheduleEntry
 from multiflexi.storage.types import utcnow
 from tests.conftest import ServerDatabases
 from tests.daemons.helpers import (
@@ -176,7 +176,11 @@ def test_executors_killed_twenty_times_lose_no_job_and_run_none_twice(
         killer.start()
         wait_until(lambda: not killer.is_alive(), 300, "the 20 kills", every=0.2)
         assert killer.error is None, killer.error
-        wait_until(lambda: chains_done(db, first), 300, "every job and retry to end", every=0.5)
+        try:
+            wait_until(lambda: chains_done(db, first), 300, "every job and retry to end", every=0.5)
+        except AssertionError as exc:
+            detail = unfinished_chains(db, first, [d.log_path for d in killer.every])
+            raise AssertionError(f"{exc}; unfinished: {detail}") from None
         elapsed = time.monotonic() - began
     finally:
         killer.stop_all()
@@ -248,6 +252,37 @@ def chains_done(db: Database, first: list[int]) -> bool:
     ]
     assert not stranded, f"jobs marked lost whose retry was never queued: {stranded}"
     return all(j.status in done for j in last)
+
+
+def unfinished_chains(db: Database, first: list[int], logs: list[Path]) -> str:
+    """What the chains that did not end are waiting for, for the failure message: their
+    last job, its queue entry, what the executors logged of it, and (PostgreSQL) the
+    sessions that hold a transaction open."""
+    done = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+    out = [f"now={utcnow()}"]
+    stuck = [c[-1] for c in chains(db, first).values() if c[-1].status not in done]
+    with db.read() as session:
+        for job in stuck[:5]:
+            entry = session.execute(
+                select(ScheduleEntry.__table__).where(ScheduleEntry.job == job.id)
+            ).all()
+            out.append(
+                f"job {job.id} attempt {job.attempt} {job.status} worker={job.worker} "
+                f"lease_until={job.lease_until} begin={job.begin} end={job.end} "
+                f"retry_of={job.retry_of} schedule={entry}"
+            )
+            for path in logs:
+                lines = path.read_text(errors="replace").splitlines()
+                out += [f"{path.name}: {line}" for line in lines if f"={job.id} " in line + " "]
+        if db.dialect == "pgsql":
+            rows = session.execute(
+                text(
+                    "select pid, state, now() - xact_start, left(query, 120) from pg_stat_activity"
+                    " where datname = current_database() and state <> 'idle'"
+                )
+            ).all()
+            out += [f"pg: {row}" for row in rows]
+    return f"{len(stuck)} chains\n" + "\n".join(out)
 
 
 def test_a_lost_job_whose_retry_was_not_queued_is_retried_by_the_next_recovery(
