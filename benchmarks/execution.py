@@ -113,7 +113,9 @@ def _drain(h: Harness, backend: str, jobs: int) -> tuple[float, str]:
     try:
         rt = make_template(db, executable=TRIVIAL[0], cmdparams="-c 'echo out; echo err >&2'")
         ids = park_jobs(db, rt, jobs)
-        with h.executors(db, count=1, max_parallel=2) as executors:
+        import os
+        count, parallel = (int(x) for x in os.environ.get("MF_TP", "1x2").split("x"))
+        with h.executors(db, count=count, max_parallel=parallel) as executors:
             cpu = executors.cpu_seconds()
             start = release(db, ids)
             end = wait_final(db, ids, timeout=60 + jobs / 2, alive=executors.check)

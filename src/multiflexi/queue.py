@@ -82,28 +82,6 @@ def _overlap_blocked(session: Session, job: Job) -> Job | None:
     )
 
 
-def _take(session: Session, job: Job, worker: str, lease_seconds: float) -> Claim | None:
-    now = utcnow()
-    lease = now + timedelta(seconds=lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == JobStatus.SCHEDULED)
-        .values(
-            status=JobStatus.RUNNING,
-            worker=worker,
-            host=HOSTNAME,
-            begin=now,
-            heartbeat=now,
-            lease_until=lease,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == job.id))
-    return Claim(job.id, worker, lease)
-
-
 def claim_job(db: Database, job_id: int, worker: str, lease_seconds: float) -> Claim:
     """Claim one given job now (``job:run``), whatever its not-before time."""
 
@@ -120,7 +98,8 @@ def claim_job(db: Database, job_id: int, worker: str, lease_seconds: float) -> C
                 f"run template {job.runtemplate_id} already has job {running.id} running "
                 "and its overlap policy forbids another"
             )
-        claim = _take(session, job, worker, lease_seconds)
+        conn = session.connection()
+        claim = _take_row(conn, _sql(conn), job.id, worker, lease_seconds)
         if claim is None:
             raise Conflict(f"job {job_id} was claimed by another worker")
         return claim
@@ -181,7 +160,7 @@ class _ClaimSql:
                 lease_until=bindparam("b_lease"),
             )
         )
-        self.drop_entry = delete(sched).where(sched.c.id == bindparam("b_entry"))
+        self.drop_entry = delete(sched).where(sched.c.job == bindparam("b_job"))
         self.finish = (
             update(job)
             .where(
@@ -242,14 +221,14 @@ def claim_next(
                 sibling = {"b_rt": row.runtemplate_id, "b_job": row.job}
                 if conn.execute(sql.running_sibling, sibling).first() is not None:
                     continue
-            return _take_row(conn, sql, row.id, row.job, worker, lease_seconds)
+            return _take_row(conn, sql, row.job, worker, lease_seconds)
         return None
 
     return db.transact(attempt)
 
 
 def _take_row(
-    conn: Connection, sql: _ClaimSql, entry: int, job_id: int, worker: str, lease_seconds: float
+    conn: Connection, sql: _ClaimSql, job_id: int, worker: str, lease_seconds: float
 ) -> Claim | None:
     moment = utcnow()
     lease = moment + timedelta(seconds=lease_seconds)
@@ -258,7 +237,7 @@ def _take_row(
     )
     # Either way the queue row goes: a job that is no longer ``scheduled`` (cancelled,
     # deleted) must not block the head of the queue.
-    conn.execute(sql.drop_entry, {"b_entry": entry})
+    conn.execute(sql.drop_entry, {"b_job": job_id})
     if taken.rowcount != 1:
         return None
     return Claim(job_id, worker, lease)

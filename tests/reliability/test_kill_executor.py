@@ -274,6 +274,9 @@ def unfinished_chains(db: Database, first: list[int], logs: list[Path]) -> str:
             for path in logs:
                 lines = path.read_text(errors="replace").splitlines()
                 out += [f"{path.name}: {line}" for line in lines if f"={job.id} " in line + " "]
+        for path in logs:  # what went wrong in the executors, whatever the job
+            lines = path.read_text(errors="replace").splitlines()
+            out += [f"{path.name}: {line}" for line in lines if "error" in line.lower()][-5:]
         if db.dialect == "pgsql":
             rows = session.execute(
                 text(

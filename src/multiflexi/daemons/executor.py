@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, recovery, workers
-from multiflexi.daemons.loop import QueueListener, daemon_main, one_line, parse_args, run_loop
+from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
@@ -399,30 +399,19 @@ class ExecutorDaemon:
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point of ``multiflexi-executor``."""
-    import sys
-
     args = parse_args("multiflexi-executor", "Claim due MultiFlexi jobs and run them.", argv)
-
-    def body() -> int:
-        from multiflexi.daemons.loop import open_database
-
-        settings, db = open_database(args)
-        signals = DaemonSignals()
-        signals.install()
-        try:
-            daemon = ExecutorDaemon(
-                db,
-                settings,
-                worker_id=args.worker_id or queue.new_worker_id("executor"),
-                max_parallel=args.max_parallel,
-                signals=signals,
-                env_file=args.env_file,
-            )
-            return daemon.serve(once=args.once)
-        finally:
-            db.dispose()
-
-    sys.exit(daemon_main("multiflexi-executor", args.debug, body))
+    run_daemon(
+        "multiflexi-executor",
+        args,
+        lambda settings, db, signals: ExecutorDaemon(
+            db,
+            settings,
+            worker_id=args.worker_id or queue.new_worker_id("executor"),
+            max_parallel=args.max_parallel,
+            signals=signals,
+            env_file=args.env_file,
+        ),
+    )
 
 
 if __name__ == "__main__":

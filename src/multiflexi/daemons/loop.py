@@ -5,8 +5,9 @@
   NOTIFY or a finished job wakes it at once) for as long as ``idle(now)`` says; a failing
   step is logged and retried with exponential backoff, never fatal.
 * :class:`QueueListener` LISTENs on PostgreSQL for enqueued jobs.
-* :func:`parse_args`, :func:`open_database` and :func:`daemon_main`: the command line,
-  start-up, and the rule that a daemon fails with one clear line and exit 1.
+* :func:`parse_args`, :func:`open_database`, :func:`daemon_main` and :func:`run_daemon`:
+  the command line, start-up, and the rule that a daemon fails with one clear line and
+  exit 1.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.daemons.signals import DaemonSignals
     from multiflexi.storage.database import Database
 
 log = logging.getLogger("multiflexi.daemon")
@@ -178,3 +180,28 @@ def daemon_main(prog: str, debug: bool, body: Callable[[], int]) -> int:
             raise
         sys.stderr.write(f"{prog}: error: {type(exc).__name__}: {one_line(exc)}\n")
         return 1
+
+
+class Servable(Protocol):
+    def serve(self, once: bool = False) -> int: ...
+
+
+def run_daemon(
+    prog: str,
+    args: DaemonArgs,
+    build: Callable[[Settings, Database, DaemonSignals], Servable],
+) -> NoReturn:
+    """A daemon's whole life: settings, database, signal handlers, ``serve()``, exit."""
+
+    def body() -> int:
+        from multiflexi.daemons.signals import DaemonSignals
+
+        settings, db = open_database(args)
+        signals = DaemonSignals()
+        signals.install()
+        try:
+            return build(settings, db, signals).serve(once=args.once)
+        finally:
+            db.dispose()
+
+    sys.exit(daemon_main(prog, args.debug, body))

@@ -11,13 +11,12 @@ zone).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from multiflexi import queue, workers
-from multiflexi.daemons.loop import daemon_main, one_line, parse_args, run_loop
+from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.scheduling.scheduler import Scheduler, StepResult
 from multiflexi.storage.types import utcnow
@@ -113,26 +112,17 @@ def run(argv: Sequence[str] | None = None) -> None:
     args = parse_args(
         "multiflexi-scheduler", "Queue jobs of scheduled run templates.", argv, runs_jobs=False
     )
-
-    def body() -> int:
-        from multiflexi.daemons.loop import open_database
-
-        settings, db = open_database(args)
-        signals = DaemonSignals()
-        signals.install()
-        try:
-            daemon = SchedulerDaemon(
-                db,
-                settings,
-                worker_id=args.worker_id or queue.new_worker_id("scheduler"),
-                signals=signals,
-                env_file=args.env_file,
-            )
-            return daemon.serve(once=args.once)
-        finally:
-            db.dispose()
-
-    sys.exit(daemon_main("multiflexi-scheduler", args.debug, body))
+    run_daemon(
+        "multiflexi-scheduler",
+        args,
+        lambda settings, db, signals: SchedulerDaemon(
+            db,
+            settings,
+            worker_id=args.worker_id or queue.new_worker_id("scheduler"),
+            signals=signals,
+            env_file=args.env_file,
+        ),
+    )
 
 
 if __name__ == "__main__":
