@@ -11,7 +11,10 @@ attempt is queued as the run template's retry policy says.
 The same sweep queues the retries that are missing for another reason: a worker that
 committed a job's final ``failed`` or ``lost`` status and died (or lost the database)
 before it queued the next attempt. Executors and the sweep queue a retry only through
-:func:`retry_once`, under one lock per job, so a retry is never queued twice.
+:func:`retry_once`, under one lock per job, so a retry is never queued twice. And it
+queues retries left ``loaded``: a retry is created (``loaded``) and queued
+(``scheduled``) in two transactions, and a worker that died between them left one that
+nothing would ever run.
 """
 
 from __future__ import annotations
@@ -142,7 +145,47 @@ def requeue_lost(
             )
     for job_id in _stranded(db, settings, moment):
         retry_once(db, settings, job_id, me)
+    for job_id in _unqueued_retries(db, moment):
+        _queue_retry(db, job_id, moment)
     return lost
+
+
+def _unqueued_retries(db: Database, now: datetime) -> list[int]:
+    """Retries still ``loaded`` well after they were created: their creator died before
+    it queued them (it does so within milliseconds)."""
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Job.id)
+                .where(
+                    Job.status == JobStatus.LOADED,
+                    Job.retry_of.is_not(None),
+                    Job.created < now - timedelta(seconds=RETRY_LOCK_SECONDS),
+                    Job.created >= now - STRANDED_WINDOW,
+                )
+                .order_by(Job.id)
+                .limit(100)
+            )
+        )
+
+
+def _queue_retry(db: Database, job_id: int, now: datetime) -> None:
+    """Queue a retry left ``loaded``, not before the time its policy gave it."""
+
+    def put(session: Session) -> bool:
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.LOADED:
+            return False
+        queue.enqueue(session, job, job.schedule or now)
+        return True
+
+    try:
+        queued = db.run(put)
+    except Exception as exc:  # queued by another executor meanwhile; else the next round
+        log.debug("action=queue_retry job_id=%s error=%s", job_id, exc)
+        return
+    if queued:
+        log.warning("action=queue_retry job_id=%s reason=created but never queued", job_id)
 
 
 def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:

@@ -347,3 +347,42 @@ def test_a_failed_job_whose_retry_was_not_queued_is_retried_later(
     with sqlite_db.read() as session:
         retries = list(session.scalars(select(Job.id).where(Job.retry_of == job_id)))
     assert len(retries) == 1, "the failed job (attempt 1 of 3) is never retried"
+
+
+def test_a_retry_created_but_never_queued_is_queued_by_the_next_recovery(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry is created (``loaded``) and queued (``scheduled``) in two transactions. An
+    executor killed between them left a retry that nothing ran, and its lost job counted
+    as retried: the chain stopped for good (seen once in CI's kill test). Recovery now
+    queues such a retry once its creator had time enough to do it itself."""
+    from multiflexi.jobs import service
+
+    _, _, rt = make_setup(sqlite_db, cmdparams="-c pass", max_attempts=3)
+    job_id = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id
+    claim_job(sqlite_db, job_id, "crashed", lease_seconds=60)
+    with sqlite_db.session() as session:  # its worker died a while ago
+        session.execute(
+            update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=5))
+        )
+
+    def executor_dies(*args: object, **kwargs: object) -> None:
+        raise DatabaseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(service, "enqueue", executor_dies)
+    assert requeue_lost(sqlite_db, sqlite_db.settings) == [job_id]
+    monkeypatch.undo()
+
+    def retry() -> tuple[Job, int]:
+        with sqlite_db.read() as session:
+            job = session.scalars(select(Job).where(Job.retry_of == job_id)).one()
+            entries = session.query(ScheduleEntry).filter(ScheduleEntry.job == job.id).count()
+        return job, entries
+
+    job, entries = retry()
+    assert (job.status, entries) == (JobStatus.LOADED, 0)
+    requeue_lost(sqlite_db, sqlite_db.settings)  # its creator may still be at it
+    assert retry()[0].status == JobStatus.LOADED
+    requeue_lost(sqlite_db, sqlite_db.settings, utcnow() + timedelta(minutes=1))
+    job, entries = retry()
+    assert (job.status, job.attempt, entries) == (JobStatus.SCHEDULED, 2, 1)
