@@ -72,49 +72,55 @@ def bare_rate(argv: Sequence[str], jobs: int, threads: int) -> float:
     return jobs / (time.perf_counter() - start)
 
 
+#: The issue's "2 workers": two executors (a worker is an executor with its own id), one
+#: job at a time each -- the concurrency of the bare loop's 2 threads. The same 2 jobs at
+#: once in one executor is shown too: one Python process does its bookkeeping on one core.
+LAYOUTS = ((2, 1, "2 workers"), (1, 2, "1 executor, --max-parallel 2"))
+
+
 def throughput(h: Harness) -> list[Row]:
     """Trivial jobs, queued -> claimed -> run -> output stored, with 2 workers."""
     jobs = 40 if h.quick else 1000
     rows = []
     for backend in ("sqlite", "pgsql"):
-        name = f"throughput, {BACKEND_NAMES[backend]}, 2 workers ({jobs} jobs)"
-        load = load1()
-        try:
-            bare = bare_rate(TRIVIAL, jobs, 2)
-            rate, note = _drain(h, backend, jobs)
-        except BenchError as exc:
-            rows.append(_failed(name, "jobs/s", exc))
-            continue
-        ratio = rate / bare
-        if backend == "sqlite":
-            target, met = ">= 150 jobs/s, >= 0.30", rate >= 150 and ratio >= 0.30
-        else:
-            target, met = ">= 0.30", ratio >= 0.30
-        rows.append(
-            Row(
-                name,
-                rate,
-                "jobs/s",
-                bare,
-                "jobs/s",
-                "bare subprocess.run, 2 threads",
-                ratio,
-                target,
-                met,
-                note,
-                load,
+        for count, parallel, label in LAYOUTS:
+            name = f"throughput, {BACKEND_NAMES[backend]}, {label} ({jobs} jobs)"
+            load = load1()
+            try:
+                bare = bare_rate(TRIVIAL, jobs, 2)
+                rate, note = _drain(h, backend, jobs, count, parallel)
+            except BenchError as exc:
+                rows.append(_failed(name, "jobs/s", exc))
+                continue
+            ratio = rate / bare
+            target, met = "", None
+            if count == 2 and backend == "sqlite":
+                target, met = ">= 150 jobs/s, >= 0.30", rate >= 150 and ratio >= 0.30
+            elif count == 2:
+                target, met = ">= 0.30", ratio >= 0.30
+            rows.append(
+                Row(
+                    name,
+                    rate,
+                    "jobs/s",
+                    bare,
+                    "jobs/s",
+                    "bare subprocess.run, 2 threads",
+                    ratio,
+                    target,
+                    met,
+                    note,
+                    load,
+                )
             )
-        )
     return rows
 
 
-def _drain(h: Harness, backend: str, jobs: int) -> tuple[float, str]:
+def _drain(h: Harness, backend: str, jobs: int, count: int, parallel: int) -> tuple[float, str]:
     db = h.open(backend)
     try:
         rt = make_template(db, executable=TRIVIAL[0], cmdparams="-c 'echo out; echo err >&2'")
         ids = park_jobs(db, rt, jobs)
-        import os
-        count, parallel = (int(x) for x in os.environ.get("MF_TP", "1x2").split("x"))
         with h.executors(db, count=count, max_parallel=parallel) as executors:
             cpu = executors.cpu_seconds()
             start = release(db, ids)
@@ -123,7 +129,8 @@ def _drain(h: Harness, backend: str, jobs: int) -> tuple[float, str]:
         sizes = artifact_sizes(db, ids)
         stored = sizes.get("stdout", 0) == 4 * jobs and sizes.get("stderr", 0) == 4 * jobs
         note = f"{_outcome(db, ids)}; outputs {'all stored' if stored else f'MISSING {sizes}'}"
-        note += f"{cpu_note}; executor: {h.executor_kind} --max-parallel 2"
+        plural = "s" if count > 1 else ""
+        note += f"{cpu_note}; {count} {h.executor_kind} executor{plural} --max-parallel {parallel}"
         return jobs / (end - start), note
     finally:
         db.dispose()
