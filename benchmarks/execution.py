@@ -18,6 +18,7 @@ from benchmarks.jobs import (
     artifact_sizes,
     cancel_waiting,
     finished_count,
+    handover_gaps,
     make_template,
     park_jobs,
     read_output,
@@ -369,6 +370,12 @@ def _steady_rate(h: Harness, db: Database, rt: int, count: int, window: float) -
     bad = {s: n for s, n in counts.items() if s not in ("success", "cancelled")}
     note = f"{last - first} jobs in a {ended - began:.1f} s window; {left} left cancelled"
     note += f"{cpu_note}; executor: {h.executor_kind} --max-parallel 1"
+    to_claim, to_start = handover_gaps(db, ids)
+    if to_claim:
+        note += (
+            f"; between two jobs of one executor (median): process end -> next claim"
+            f" {median(to_claim):.1f} ms, claim -> process start {median(to_start):.1f} ms"
+        )
     if bad:
         note += f"; UNEXPECTED {bad}"
     return (last - first) / (ended - began), note

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -217,3 +218,24 @@ def artifact_sizes(db: Database, job_ids: Sequence[int]) -> dict[str, int]:
             .group_by(Artifact.kind)
         ).all()
     return {str(kind): int(size or 0) for kind, size in rows}
+
+
+def handover_gaps(db: Database, job_ids: Sequence[int]) -> tuple[list[float], list[float]]:
+    """For each job that followed another on the same worker: milliseconds from the end of
+    the previous job's process to the claim (``job.begin``), and from the claim to the
+    job's own process start (its end minus its wall time)."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Job.worker, Job.begin, Job.end, Job.wall_seconds)
+            .where(_id_filter(Job.id, job_ids), Job.status == JobStatus.SUCCESS)
+            .order_by(Job.worker, Job.begin)
+        ).all()
+    to_claim: list[float] = []
+    to_start: list[float] = []
+    for before, after in pairwise(rows):
+        if before.worker != after.worker or after.wall_seconds is None:
+            continue
+        started = after.end - timedelta(seconds=after.wall_seconds)
+        to_claim.append((after.begin - before.end).total_seconds() * 1000)
+        to_start.append((started - after.begin).total_seconds() * 1000)
+    return to_claim, to_start
