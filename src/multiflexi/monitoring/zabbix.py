@@ -139,7 +139,8 @@ def send(target: ZabbixTarget, values: Sequence[tuple[str, str, str]]) -> SendRe
     worker.start()
     worker.join(target.timeout)
     where = f"{target.server}:{target.port}"
-    if worker.is_alive():
+    # The socket's own timeout may fire just before the join's: the same silence.
+    if worker.is_alive() or isinstance(outcome.get("error"), TimeoutError):
         return _failed(f"zabbix {where} did not answer within {target.timeout:g} s")
     if "error" in outcome:
         exc = outcome["error"]
