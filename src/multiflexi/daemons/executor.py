@@ -178,11 +178,18 @@ class ExecutorDaemon:
     # -- one iteration -------------------------------------------------------------------
 
     def step(self, now: datetime) -> bool:
-        """Maintenance when due, then claim due jobs while the pool has room."""
+        """Claim due jobs while the pool has room, then maintenance when due. Claims come
+        first: a job that became due waits for no chore (a recovery round takes a few
+        queries)."""
         if self.signals.take_reload():
             self.reload()
-        if self.maintenance:
-            self._maintain(now)
+        try:
+            return self._claim_due(now)
+        finally:
+            if self.maintenance:
+                self._maintain(now)
+
+    def _claim_due(self, now: datetime) -> bool:
         if self.signals.stopping or self.exhausted or self.pool.free() == 0:
             return False
         if not self._draining:
