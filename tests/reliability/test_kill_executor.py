@@ -76,6 +76,8 @@ LINGER = 4.0
 FLUSH_MARGIN = 1.25
 #: A victim has been up this long: started, registered, and running jobs.
 MIN_AGE = 3.0
+#: The statuses that end a chain of attempts (a lost attempt is followed by its retry).
+CHAIN_ENDS = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
 #: A lost attempt's retry is queued right after it is marked lost.
 RETRY_WITHIN = timedelta(seconds=20)
 
@@ -242,7 +244,6 @@ def test_executors_killed_twenty_times_lose_no_job_and_run_none_twice(
 def chains_done(db: Database, first: list[int]) -> bool:
     """Every chain ended: its last attempt is final and not lost. A lost attempt's retry is
     queued just after it is marked lost; one still missing after a while never comes."""
-    done = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
     last = [chain[-1] for chain in chains(db, first).values()]
     now = utcnow()
     stranded = [
@@ -251,16 +252,15 @@ def chains_done(db: Database, first: list[int]) -> bool:
         if j.status == JobStatus.LOST and j.end is not None and now - j.end > RETRY_WITHIN
     ]
     assert not stranded, f"jobs marked lost whose retry was never queued: {stranded}"
-    return all(j.status in done for j in last)
+    return all(j.status in CHAIN_ENDS for j in last)
 
 
 def unfinished_chains(db: Database, first: list[int], logs: list[Path]) -> str:
     """What the chains that did not end are waiting for, for the failure message: their
     last job, its queue entry, what the executors logged of it, and (PostgreSQL) the
     sessions that hold a transaction open."""
-    done = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
     out = [f"now={utcnow()}"]
-    stuck = [c[-1] for c in chains(db, first).values() if c[-1].status not in done]
+    stuck = [c[-1] for c in chains(db, first).values() if c[-1].status not in CHAIN_ENDS]
     with db.read() as session:
         for job in stuck[:5]:
             entry = session.execute(
