@@ -288,6 +288,23 @@ def unfinished_chains(db: Database, first: list[int], logs: list[Path]) -> str:
     return f"{len(stuck)} chains\n" + "\n".join(out)
 
 
+def executor_dies(*args: object, **kwargs: object) -> None:
+    """Stands in for a step the executor never finished: it died (or lost the database)."""
+    raise DatabaseError("server closed the connection unexpectedly")
+
+
+def job_of_a_dead_worker(db: Database) -> int:
+    """A running job (attempt 1 of 3) whose worker died a while ago: its lease ran out."""
+    _, _, rt = make_setup(db, cmdparams="-c pass", max_attempts=3)
+    job_id = create_job(db, db.settings, runtemplate_id=rt).id
+    claim_job(db, job_id, "crashed", lease_seconds=60)
+    with db.session() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=5))
+        )
+    return job_id
+
+
 def test_a_lost_job_whose_retry_was_not_queued_is_retried_by_the_next_recovery(
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,16 +312,7 @@ def test_a_lost_job_whose_retry_was_not_queued_is_retried_by_the_next_recovery(
     queues the retry in transactions of its own. An executor killed in between (or a
     database that stays away longer than ``Database.run`` retries) leaves a ``lost`` job
     that no later recovery retries: it is no longer ``running``, so nothing looks at it."""
-    _, _, rt = make_setup(sqlite_db, cmdparams="-c pass", max_attempts=3)
-    job_id = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id
-    claim_job(sqlite_db, job_id, "crashed", lease_seconds=60)
-    with sqlite_db.session() as session:  # its worker died a while ago
-        session.execute(
-            update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=5))
-        )
-
-    def executor_dies(*args: object, **kwargs: object) -> int:
-        raise DatabaseError("server closed the connection unexpectedly")
+    job_id = job_of_a_dead_worker(sqlite_db)
 
     monkeypatch.setattr(runner, "schedule_retry", executor_dies)
     assert requeue_lost(sqlite_db, sqlite_db.settings) == [job_id]
@@ -329,9 +337,6 @@ def test_a_failed_job_whose_retry_was_not_queued_is_retried_later(
     _, _, rt = make_setup(sqlite_db, cmdparams="-c 'raise SystemExit(1)'", max_attempts=3)
     job_id = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id
     claim = claim_job(sqlite_db, job_id, "crashing", lease_seconds=60)
-
-    def executor_dies(*args: object, **kwargs: object) -> int:
-        raise DatabaseError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(runner, "schedule_retry", executor_dies)
     status = runner.JobRunner(sqlite_db, sqlite_db.settings, job_hooks=[]).perform_job(claim)
@@ -358,16 +363,7 @@ def test_a_retry_created_but_never_queued_is_queued_by_the_next_recovery(
     queues such a retry once its creator had time enough to do it itself."""
     from multiflexi.jobs import service
 
-    _, _, rt = make_setup(sqlite_db, cmdparams="-c pass", max_attempts=3)
-    job_id = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id
-    claim_job(sqlite_db, job_id, "crashed", lease_seconds=60)
-    with sqlite_db.session() as session:  # its worker died a while ago
-        session.execute(
-            update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=5))
-        )
-
-    def executor_dies(*args: object, **kwargs: object) -> None:
-        raise DatabaseError("server closed the connection unexpectedly")
+    job_id = job_of_a_dead_worker(sqlite_db)
 
     monkeypatch.setattr(service, "enqueue", executor_dies)
     assert requeue_lost(sqlite_db, sqlite_db.settings) == [job_id]
