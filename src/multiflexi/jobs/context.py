@@ -17,7 +17,17 @@ from sqlalchemy import bindparam, exists, select
 
 from multiflexi.jobs.lifecycle import ExitMeaning
 from multiflexi.secrets import is_secret
-from multiflexi.storage.models import ActionConfig, App, Company, Job, RunTemplate, table_of
+from multiflexi.storage.models import (
+    ActionConfig,
+    App,
+    Company,
+    CompanyEnv,
+    Configuration,
+    Job,
+    RunTemplate,
+    RunTplCred,
+    table_of,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -40,11 +50,25 @@ _PARTS = (
     ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active")),
 )  # fmt: skip
 
-_ACTIONS = table_of(ActionConfig)
+_ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV = (
+    table_of(ActionConfig),
+    table_of(Configuration),
+    table_of(RunTplCred),
+    table_of(CompanyEnv),
+)
+#: Environment layers (as ``environment.gather_layers`` names them) and whether each has
+#: rows: an empty one (no credentials bound, no company variables: most jobs) then costs
+#: no query of its own.
+_LAYER_ROWS = {
+    "config": exists().where(_CONFIG.c.runtemplate_id == _JOB.c.runtemplate_id),
+    "credentials": exists().where(_BINDINGS.c.runtemplate_id == _JOB.c.runtemplate_id),
+    "company": exists().where(_COMPANY_ENV.c.company_id == _JOB.c.company_id),
+}
 _LOAD = (
     select(
         *(t.c[c].label(f"{p}__{c}") for p, t, cols in _PARTS for c in cols),
         exists().where(_ACTIONS.c.runtemplate_id == _JOB.c.runtemplate_id).label("has_actions"),
+        *(found.label(f"layer__{name}") for name, found in _LAYER_ROWS.items()),
     )
     .select_from(_JOB)
     .outerjoin(_APP, _APP.c.id == _JOB.c.app_id)
@@ -58,13 +82,15 @@ _LOAD = (
 class JobContext:
     """The rows one job runs from; ``app``/``company``/``rt`` are None when deleted.
     ``has_actions``: whether its template had actions when the job started (the action
-    hook skips its own query when it had none)."""
+    hook skips its own query when it had none); ``empty_layers``: the environment layers
+    that have no rows for this job."""
 
     job: Any
     app: Any
     company: Any
     rt: Any
     has_actions: bool
+    empty_layers: frozenset[str] = frozenset()
 
 
 def load_context(session: Session, job_id: int) -> JobContext | None:
@@ -82,7 +108,12 @@ def load_context(session: Session, job_id: int) -> JobContext | None:
             attrs["updated"] = attrs.pop("DatUpdate")
         parts[prefix] = SimpleNamespace(**attrs)
     return JobContext(
-        parts["job"], parts["app"], parts["company"], parts["rt"], bool(values["has_actions"])
+        parts["job"],
+        parts["app"],
+        parts["company"],
+        parts["rt"],
+        bool(values["has_actions"]),
+        frozenset(name for name in _LAYER_ROWS if not values[f"layer__{name}"]),
     )
 
 

@@ -8,7 +8,7 @@ then ``{VAR}`` macros, once. Secret values are stored sealed, never in clear tex
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +82,12 @@ def gather_layers(
     workdir: Path,
     overrides: Mapping[str, str],
     fields: Sequence[ConfField] | None = None,
+    empty: Collection[str] = (),
 ) -> list[list[EnvVar]]:
     """Read every layer from the database, in precedence order. ``fields``: the
     application's declarations, when the caller has them already (the executor caches
-    them per application)."""
+    them per application); ``empty``: layers known to have no rows (``config``,
+    ``credentials``, ``company``), which are then not read."""
     from multiflexi.companies.service import company_env_layer
     from multiflexi.runtemplates.service import app_default_layer, config_layer
 
@@ -93,9 +95,12 @@ def gather_layers(
     if rt is not None:
         from multiflexi.credentials.service import credential_layer
 
-        layers.append(config_layer(session, rt, vault, fields=fields))
-        layers.append(credential_layer(session, rt.id, vault))
-    layers.append(company_env_layer(session, company))
+        if "config" not in empty:
+            layers.append(config_layer(session, rt, vault, fields=fields))
+        if "credentials" not in empty:
+            layers.append(credential_layer(session, rt.id, vault))
+    if "company" not in empty:
+        layers.append(company_env_layer(session, company))
     layers.append(injected_layer(job=job, app=app, company=company, rt=rt, workdir=workdir))
     layers.append(override_layer(overrides))
     return layers

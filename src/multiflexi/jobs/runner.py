@@ -139,6 +139,7 @@ class JobRunner:
                     workdir=workdir,
                     overrides=overrides,
                     fields=facts.fields,
+                    empty=ctx.empty_layers,
                 ),
                 secret_names=facts.secret_names,
                 workdir=workdir,

@@ -1,0 +1,130 @@
+"""Claiming due jobs (``queue.claim_next``) and reading what a claimed job runs from, on
+every backend: the executor's path for each job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
+
+from multiflexi import queue
+from multiflexi.jobs.runner import JobRunner
+from multiflexi.jobs.service import create_job
+from multiflexi.storage.database import Database
+from multiflexi.storage.models import Job, JobStatus, ScheduleEntry
+from multiflexi.storage.types import utcnow
+from tests.factories import make_setup
+
+LEASE = 60
+
+
+def queued(db: Database, rt_id: int, count: int = 1, **kwargs: Any) -> list[int]:
+    return [create_job(db, db.settings, runtemplate_id=rt_id, **kwargs).id for _ in range(count)]
+
+
+def test_claims_follow_priority_then_not_before_and_leave_future_jobs(any_db: Database) -> None:
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    now = utcnow()
+    late, early = (
+        queued(any_db, rt_id, at=now - timedelta(seconds=5)),
+        queued(any_db, rt_id, at=now - timedelta(seconds=50)),
+    )
+    urgent = queued(any_db, rt_id, at=now - timedelta(seconds=1))
+    future = queued(any_db, rt_id, at=now + timedelta(hours=1))
+    with any_db.session() as s:
+        s.execute(update(ScheduleEntry).where(ScheduleEntry.job == urgent[0]).values(priority=5))
+
+    order = []
+    while (claim := queue.claim_next(any_db, "worker-a", LEASE)) is not None:
+        order.append(claim.job_id)
+    assert order == [urgent[0], early[0], late[0]]
+    with any_db.read() as s:
+        job = s.get(Job, urgent[0])
+        assert job is not None
+        assert (job.status, job.worker) == (JobStatus.RUNNING, "worker-a")
+        assert job.lease_until is not None and job.lease_until > utcnow()
+        assert s.get(Job, future[0]).status == JobStatus.SCHEDULED  # type: ignore[union-attr]
+        assert s.query(ScheduleEntry).count() == 1
+
+
+def test_a_queue_row_of_a_job_that_is_no_longer_scheduled_is_dropped(any_db: Database) -> None:
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    stale, good = queued(any_db, rt_id, 2, at=utcnow() - timedelta(seconds=1))
+    with any_db.session() as s:  # cancelled behind the queue's back: its row stays
+        s.execute(update(Job).where(Job.id == stale).values(status=JobStatus.CANCELLED))
+
+    assert queue.claim_next(any_db, "worker-a", LEASE) is None
+    claim = queue.claim_next(any_db, "worker-a", LEASE)
+    assert claim is not None and claim.job_id == good
+    with any_db.read() as s:
+        assert s.get(Job, stale).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+        assert s.query(ScheduleEntry).count() == 0
+
+
+def test_a_template_that_forbids_overlap_gets_one_claim_until_its_job_ends(
+    any_db: Database,
+) -> None:
+    _, _, forbid = make_setup(any_db, cmdparams="-c pass")  # the default policy
+    _, _, allow = make_setup(any_db, cmdparams="-c pass", overlap="allow", slug="beta")
+    due = utcnow() - timedelta(seconds=1)
+    first, second = queued(any_db, forbid, 2, at=due - timedelta(seconds=10))
+    free = queued(any_db, allow, 2, at=due)
+
+    claims = [queue.claim_next(any_db, f"worker-{i}", LEASE) for i in range(4)]
+    assert [c.job_id if c else None for c in claims] == [first, *free, None]
+
+    with any_db.session() as s:
+        s.execute(update(Job).where(Job.id == first).values(status=JobStatus.SUCCESS))
+    later = queue.claim_next(any_db, "worker-4", LEASE)
+    assert later is not None and later.job_id == second
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+def test_a_job_reads_only_the_environment_layers_that_have_rows(any_db: Database) -> None:
+    _, _, bare = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    _, _, rich = make_setup(
+        any_db,
+        cmdparams="-c pass",
+        overlap="allow",
+        slug="beta",
+        fields={"GREETING": {}},
+        config={"GREETING": "hello"},
+        company_env={"REGION": "eu"},
+    )
+    runner = JobRunner(any_db, any_db.settings, job_hooks=[])
+    due = utcnow() - timedelta(seconds=1)
+    queued(any_db, bare, at=due - timedelta(seconds=1))
+    queued(any_db, rich, at=due)
+    prepared = []
+    counts = []
+    for _ in range(2):
+        claim = queue.claim_next(any_db, "worker-a", LEASE)
+        assert claim is not None
+        runner.run_begin(claim)  # reads the application's declarations once
+        with statements() as seen:
+            prepared.append(runner.run_begin(claim))
+        counts.append(len(seen))
+
+    bare_env, rich_env = (p.spec.env for p in prepared)
+    assert "GREETING" not in bare_env and "REGION" not in bare_env
+    assert (rich_env["GREETING"], rich_env["REGION"]) == ("hello", "eu")
+    # The rich job's configuration and company variables cost one query each; the bare
+    # job's empty layers (and the credentials layer of both) cost none.
+    assert counts[1] == counts[0] + 2
