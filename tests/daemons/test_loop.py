@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from multiflexi.daemons.executor import JobPool
 from multiflexi.daemons.logging import UTCFormatter, level_from
 from multiflexi.daemons.loop import Backoff, parse_args, run_loop
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.errors import ConfigError
-from multiflexi.queue import Claim
-from multiflexi.storage.types import utcnow
 
 
 def test_run_loop_drains_while_steps_do_work_then_waits_for_a_wake_up() -> None:
@@ -101,40 +98,6 @@ def test_signals_only_set_flags_and_events(installed: DaemonSignals) -> None:
     assert not installed.cancel.is_set()
     signal.raise_signal(signal.SIGTERM)
     assert installed.cancel.wait(5)
-
-
-def test_the_pool_bounds_jobs_and_join_has_a_deadline() -> None:
-    release, done = threading.Event(), threading.Event()
-    pool = JobPool(lambda claim, _slot: release.wait(10) and None, 2, done.set)
-    for job_id in (1, 2):
-        pool.submit(Claim(job_id, "w", utcnow()))
-    assert pool.running() == 2 and pool.free() == 0
-    assert pool.join(0.05) is False
-    interrupt = threading.Event()
-    interrupt.set()
-    assert pool.join(None, interrupt) is False
-    pool.limit = 3  # SIGHUP may raise the limit while jobs run
-    assert pool.free() == 1
-    release.set()
-    assert pool.join(10) is True and done.is_set() and pool.running() == 0
-
-
-def test_a_job_whose_process_ended_frees_its_slot_but_join_waits_for_it() -> None:
-    stored, process_ended = threading.Event(), threading.Event()
-
-    def work(claim: Claim, release_slot: Callable[[], None]) -> None:
-        release_slot()  # the process has ended; output and status are being stored
-        release_slot()  # twice is once
-        process_ended.set()
-        stored.wait(10)
-
-    pool = JobPool(work, 1, lambda: None)
-    pool.submit(Claim(1, "w", utcnow()))
-    assert process_ended.wait(5)
-    assert pool.free() == 1 and pool.running() == 1
-    assert pool.join(0.05) is False  # still storing: a drain waits for it
-    stored.set()
-    assert pool.join(10) is True and pool.free() == 1 and pool.running() == 0
 
 
 def test_log_lines_are_utc_level_and_key_values() -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, recovery, workers
 from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
+from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
@@ -60,99 +61,6 @@ _JOB_PATH_MODULES = (
     "multiflexi.jobs.service",
     "multiflexi.runtemplates.service",
 )
-
-
-class JobPool:
-    """Runs claimed jobs on worker threads, at most ``limit`` processes at once; the limit
-    may change (SIGHUP).
-
-    ``work(claim, release)`` may call ``release()`` when the job's process has ended: the
-    slot is then free for the next claim while this job still stores its output and
-    final status, so that bookkeeping overlaps the next job instead of delaying it.
-    Threads are kept and reused: starting one per job cost a third of a short job's
-    bookkeeping.
-    """
-
-    #: An idle worker thread above what the limit needs ends after this long.
-    IDLE_SECONDS = 60.0
-
-    def __init__(
-        self,
-        work: Callable[[Claim, Callable[[], None]], None],
-        limit: int,
-        on_done: Callable[[], None],
-    ):
-        self.work, self.limit, self.on_done = work, limit, on_done
-        self._cond = threading.Condition()
-        self._waiting: list[Claim] = []
-        self._slots = 0  # claims whose process may still run
-        self._jobs = 0  # claims not finished with
-        self._idle = 0
-
-    def running(self) -> int:
-        """Jobs not finished with (their process may have ended)."""
-        with self._cond:
-            return self._jobs
-
-    def free(self) -> int:
-        with self._cond:
-            return max(0, self.limit - self._slots)
-
-    def submit(self, claim: Claim) -> None:
-        with self._cond:
-            self._slots += 1
-            self._jobs += 1
-            self._waiting.append(claim)
-            if self._idle:
-                self._cond.notify_all()  # join() may wait on the same condition
-                return
-        threading.Thread(target=self._serve, name="job-worker", daemon=True).start()
-
-    def _next(self) -> Claim | None:
-        with self._cond:
-            self._idle += 1
-            try:
-                while not self._waiting:
-                    if not self._cond.wait(self.IDLE_SECONDS) and not self._waiting:
-                        return None
-                return self._waiting.pop(0)
-            finally:
-                self._idle -= 1
-
-    def _serve(self) -> None:
-        while (claim := self._next()) is not None:
-            released = False
-
-            def release() -> None:
-                nonlocal released
-                with self._cond:
-                    if released:
-                        return
-                    released = True
-                    self._slots -= 1
-                self.on_done()
-
-            try:
-                self.work(claim, release)
-            finally:
-                with self._cond:
-                    self._jobs -= 1
-                    self._cond.notify_all()
-                release()
-                self.on_done()
-
-    def join(self, timeout: float | None, interrupt: threading.Event | None = None) -> bool:
-        """Wait until no job runs; False on timeout or when ``interrupt`` is set."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._jobs:
-                if interrupt is not None and interrupt.is_set():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(0.2 if left is None else min(left, 0.2))
-        return True
 
 
 class ExecutorDaemon:
@@ -207,6 +115,12 @@ class ExecutorDaemon:
                 self._maintain(now)
 
     def _claim_due(self, now: datetime) -> bool:
+        try:
+            return self._claim_while_free(now)
+        finally:
+            self.pool.claimed()
+
+    def _claim_while_free(self, now: datetime) -> bool:
         if self.signals.stopping or self.exhausted or self.pool.free() == 0:
             return False
         if not self._draining:
@@ -259,10 +173,14 @@ class ExecutorDaemon:
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def _perform(self, claim: Claim, release: Callable[[], None]) -> None:
+    def _perform(self, claim: Claim, slot: Slot) -> None:
         started = time.monotonic()
         try:
-            status = str(self.runner.perform_job(claim, process_ended=release))
+            status = str(
+                self.runner.perform_job(
+                    claim, process_started=slot.started, process_ended=slot.ended
+                )
+            )
         except Exception as exc:  # the lease runs out and recovery retries the job
             log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
             log.debug("action=job_error", exc_info=True)

@@ -94,19 +94,26 @@ class JobRunner:
     # -- the whole lifecycle ----------------------------------------------------------
 
     def perform_job(
-        self, claim: Claim, *, process_ended: Callable[[], None] | None = None
+        self,
+        claim: Claim,
+        *,
+        process_started: Callable[[], None] | None = None,
+        process_ended: Callable[[], None] | None = None,
     ) -> JobStatus:
-        """Run one claimed job to its final status. ``process_ended`` is called once the
-        job's process has ended (and before its output and status are stored)."""
+        """Run one claimed job to its final status. ``process_started`` is called once the
+        job's process has started (or has failed to), ``process_ended`` once it has ended
+        (and before its output and status are stored)."""
         lease = self.leases.watch(claim)
         try:
             try:
                 prepared = self.run_begin(claim)
             except PreflightFailure as failure:
+                if process_started is not None:
+                    process_started()  # no process will start
                 return self._fail_before_start(claim, failure)
             self._emit("started", claim.job_id)
             job_cancel = _AnyEvent(self.cancel, lease.lost)
-            result = self.launch_job(prepared, job_cancel, lease)
+            result = self.launch_job(prepared, job_cancel, lease, started=process_started)
             if process_ended is not None:
                 process_ended()
             return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
@@ -200,9 +207,15 @@ class JobRunner:
         return prepared
 
     def launch_job(
-        self, prepared: Prepared, cancel: threading.Event, lease: Lease | None = None
+        self,
+        prepared: Prepared,
+        cancel: threading.Event,
+        lease: Lease | None = None,
+        *,
+        started: Callable[[], None] | None = None,
     ) -> ExecutionResult:
-        """Start the process and store its output as it arrives."""
+        """Start the process and store its output as it arrives; ``started`` is called
+        once it runs."""
         from multiflexi.executors.registry import get_executor
 
         recorder = OutputRecorder(
@@ -214,12 +227,14 @@ class JobRunner:
         )
         executor = get_executor(prepared.executor)
 
-        def started(pid: int) -> None:
+        def on_start(pid: int) -> None:
             if lease is not None:
                 lease.pid = pid  # the lease keeper records it if the job runs a while
+            if started is not None:
+                started()
 
         try:
-            result = executor.launch(prepared.spec, recorder, on_start=started, cancel=cancel)
+            result = executor.launch(prepared.spec, recorder, on_start=on_start, cancel=cancel)
         except BaseException:
             recorder.close()
             raise

@@ -1,0 +1,142 @@
+"""The executor's pool of job threads: slots, and starts before bookkeeping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+from multiflexi.daemons.pool import JobPool, Slot
+from multiflexi.queue import Claim
+
+
+def claim(job_id: int) -> Claim:
+    return Claim(job_id, "worker-a", datetime(2026, 1, 1))
+
+
+def test_the_pool_bounds_jobs_and_join_has_a_deadline() -> None:
+    release, done = threading.Event(), threading.Event()
+
+    def work(_job: Claim, _slot: Slot) -> None:
+        release.wait(10)
+
+    pool = JobPool(work, 2, done.set)
+    for job_id in (1, 2):
+        pool.submit(claim(job_id))
+    assert pool.running() == 2 and pool.free() == 0
+    assert pool.join(0.05) is False
+    interrupt = threading.Event()
+    interrupt.set()
+    assert pool.join(None, interrupt) is False
+    pool.limit = 3  # SIGHUP may raise the limit while jobs run
+    assert pool.free() == 1
+    release.set()
+    assert pool.join(10) is True and done.is_set() and pool.running() == 0
+
+
+def test_a_slot_is_free_again_when_the_process_ends_before_the_job_is_finished_with() -> None:
+    ended, finish = threading.Event(), threading.Event()
+
+    def work(_claim: Claim, slot: Slot) -> None:
+        slot.started()
+        slot.ended()
+        slot.ended()  # twice is once
+        ended.set()
+        finish.wait(5)
+
+    pool = JobPool(work, limit=1, on_done=lambda: None)
+    pool.HANDOVER_SECONDS = 0.0
+    pool.submit(claim(1))
+    assert ended.wait(5)
+    assert (pool.free(), pool.running()) == (1, 1)
+    assert pool.join(0.05) is False  # still storing: a drain waits for it
+    finish.set()
+    assert pool.join(5)
+    assert (pool.free(), pool.running()) == (1, 0)
+
+
+def test_bookkeeping_of_a_finished_job_waits_for_the_next_job_to_start() -> None:
+    events: list[str] = []
+    go = threading.Event()
+
+    def work(job: Claim, slot: Slot) -> None:
+        if job.job_id == 1:
+            slot.started()
+            slot.ended()  # waits for the claimer and for job 2's start
+            events.append("bookkeeping of 1")
+        else:
+            go.wait(5)
+            events.append("start of 2")
+            slot.started()
+
+    pool = JobPool(work, limit=1, on_done=lambda: None)
+    pool.HANDOVER_SECONDS = 5.0
+    pool.submit(claim(1))
+    deadline = time.monotonic() + 5
+    while pool.free() == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    pool.submit(claim(2))
+    pool.claimed()
+    time.sleep(0.1)
+    events.append("go")
+    go.set()
+    assert pool.join(10)
+    assert events == ["go", "start of 2", "bookkeeping of 1"]
+
+
+def test_bookkeeping_goes_on_at_once_when_the_claimer_found_nothing() -> None:
+    waited: list[float] = []
+    pool: JobPool
+
+    def work(_job: Claim, slot: Slot) -> None:
+        slot.started()
+        began = time.monotonic()
+        slot.ended()
+        waited.append(time.monotonic() - began)
+
+    pool = JobPool(work, limit=1, on_done=lambda: pool.claimed())
+    pool.HANDOVER_SECONDS = 5.0
+    pool.submit(claim(1))
+    assert pool.join(10)
+    assert waited and waited[0] < 1.0
+
+
+def test_bookkeeping_waits_no_longer_than_the_handover_limit() -> None:
+    waited: list[float] = []
+
+    def work(_job: Claim, slot: Slot) -> None:
+        slot.started()
+        began = time.monotonic()
+        slot.ended()  # nobody calls claimed(): only the limit ends the wait
+        waited.append(time.monotonic() - began)
+
+    pool = JobPool(work, limit=1, on_done=lambda: None)
+    pool.HANDOVER_SECONDS = 0.3
+    pool.submit(claim(1))
+    assert pool.join(10)
+    assert waited and 0.25 <= waited[0] < 3.0
+
+
+def test_a_job_that_fails_before_its_process_starts_does_not_hold_up_the_others() -> None:
+    waited: list[float] = []
+    failing = threading.Event()
+
+    def work(job: Claim, slot: Slot) -> None:
+        if job.job_id == 1:
+            slot.started()
+            failing.wait(5)
+            began = time.monotonic()
+            slot.ended()
+            waited.append(time.monotonic() - began)
+        else:
+            failing.set()  # gives up before its process starts: neither started() nor ended()
+
+    pool = JobPool(work, limit=2, on_done=lambda: None)
+    pool.HANDOVER_SECONDS = 5.0
+    pool.submit(claim(1))
+    pool.submit(claim(2))
+    time.sleep(0.2)
+    pool.claimed()
+    assert pool.join(10)
+    assert waited and waited[0] < 2.0
+    assert (pool.free(), pool.running()) == (2, 0)
