@@ -70,7 +70,7 @@ def make_setup(
         for i, (pattern, desc) in enumerate((artifacts or {}).items()):
             app.artifact_patterns.append(AppArtifact(path=pattern, description=desc, position=i))
         company = Company(
-            name=f"Acme {uuidlib.uuid4().hex[:4]}", slug=f"{slug}_{uuidlib.uuid4().hex[:4]}"
+            name=f"Acme {uuidlib.uuid4().hex[:8]}", slug=f"{slug}_{uuidlib.uuid4().hex[:8]}"
         )
         s.add_all([app, company])
         s.flush()

@@ -147,7 +147,32 @@ def requeue_lost(
         retry_once(db, settings, job_id, me)
     for job_id in _unqueued_retries(db, moment):
         _queue_retry(db, job_id, moment)
+    for job_id, artifact_id in _unclosed_outputs(db, moment):
+        try:
+            _close_output(db, artifact_id)
+        except Exception as exc:
+            log.error("action=close_output job_id=%s error=%s", job_id, exc)
     return lost
+
+
+def _unclosed_outputs(db: Database, now: datetime) -> list[tuple[int, int]]:
+    """Outputs of recently lost jobs still open: whoever marked the job lost died before
+    it closed them (it does so right after)."""
+    with db.read() as session:
+        return [
+            (job_id, artifact_id)
+            for job_id, artifact_id in session.execute(
+                select(Job.id, Artifact.id)
+                .join(Artifact, Artifact.job_id == Job.id)
+                .where(
+                    Job.status == JobStatus.LOST,
+                    Job.end >= now - STRANDED_WINDOW,
+                    Artifact.state == "streaming",
+                )
+                .order_by(Artifact.id)
+                .limit(100)
+            )
+        ]
 
 
 def _unqueued_retries(db: Database, now: datetime) -> list[int]:

@@ -3,6 +3,7 @@ presumed-dead worker that comes back cannot overwrite the final state."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +14,9 @@ from multiflexi import queue
 from multiflexi.jobs.runner import JobRunner
 from multiflexi.jobs.service import create_job
 from multiflexi.queue import HOSTNAME, claim_job
-from multiflexi.recovery import requeue_lost
+from multiflexi.recovery import _mark_lost, requeue_lost
 from multiflexi.storage import blobs
+from multiflexi.storage.blobs import ChunkWriter, create_artifact
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import Artifact, Job, JobStatus
 from multiflexi.storage.types import utcnow
@@ -134,3 +136,26 @@ def test_a_lost_job_left_without_its_retry_gets_exactly_one(any_db: Database) ->
     with any_db.read() as session:
         retries = list(session.scalars(select(Job).where(Job.retry_of == job_id)))
     assert [(r.attempt, r.status) for r in retries] == [(2, "scheduled")]
+
+
+def test_output_left_open_by_a_recovery_that_died_is_closed_by_the_next(
+    any_db: Database,
+) -> None:
+    _, _, rt = make_setup(any_db, cmdparams="-c pass", max_attempts=1)
+    job_id = create_job(any_db, any_db.settings, runtemplate_id=rt).id
+    claim_job(any_db, job_id, "doomed", lease_seconds=60)
+    values = {"job_id": job_id, "filename": "stdout.txt", "kind": "stdout", "state": "streaming"}
+    values |= {"content_type": "text/plain", "note": "standard output of the job"}
+    artifact_id = any_db.transact(lambda conn: create_artifact(conn, **values))
+    ChunkWriter(any_db, artifact_id).append(b"half a line of out")
+    moment = utcnow() + timedelta(seconds=61)  # the lease ran out
+    # A recovering executor marks the job lost, then is killed before it closes the output.
+    assert _mark_lost(any_db, job_id, "doomed", HOSTNAME, moment) == [artifact_id]
+
+    assert requeue_lost(any_db, any_db.settings, moment) == []  # nothing more to mark
+    found = stdout_of(any_db, job_id)
+    assert found is not None
+    art, content = found
+    assert content == b"half a line of out"
+    assert (art.state, art.size) == ("complete", len(content))
+    assert art.sha256 == hashlib.sha256(content).hexdigest()

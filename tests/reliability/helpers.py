@@ -181,7 +181,7 @@ def more_templates(
 ) -> list[int]:
     """``count`` more run templates of the application and company of a ``make_setup``
     result (whose own template comes first): many templates without many companies,
-    whose names ``make_setup`` draws from a small random space."""
+    each of which ``make_setup`` creates with a random name."""
     app_id, company_id, rt_id = setup
     with db.session() as session:
         made = [
