@@ -359,6 +359,7 @@ def run(argv: Sequence[str] | None = None) -> None:
             signals=signals,
             env_file=args.env_file,
         ),
+        prepare=True,
     )
 
 

@@ -153,15 +153,16 @@ def parse_args(
     return DaemonArgs(ns.once, ns.env_file, ns.debug, max_parallel, ns.worker_id)
 
 
-def open_database(args: DaemonArgs) -> tuple[Settings, Database]:
-    """Settings, logging and a database checked to be reachable and current."""
+def open_database(args: DaemonArgs, *, prepare: bool = False) -> tuple[Settings, Database]:
+    """Settings, logging and a database checked to be reachable and current; ``prepare``
+    as for :class:`Database`."""
     from multiflexi.config import load_settings
     from multiflexi.daemons.logging import level_from, setup_logging
     from multiflexi.storage.database import Database
 
     settings = load_settings(args.env_file)
     setup_logging(level_from(settings.get("MULTIFLEXI_LOG_LEVEL"), args.debug))
-    return settings, Database(settings)
+    return settings, Database(settings, prepare=prepare)
 
 
 def daemon_main(prog: str, debug: bool, body: Callable[[], int]) -> int:
@@ -190,13 +191,15 @@ def run_daemon(
     prog: str,
     args: DaemonArgs,
     build: Callable[[Settings, Database, DaemonSignals], Servable],
+    *,
+    prepare: bool = False,
 ) -> NoReturn:
     """A daemon's whole life: settings, database, signal handlers, ``serve()``, exit."""
 
     def body() -> int:
         from multiflexi.daemons.signals import DaemonSignals
 
-        settings, db = open_database(args)
+        settings, db = open_database(args, prepare=prepare)
         signals = DaemonSignals()
         signals.install()
         try:
