@@ -197,6 +197,9 @@ class _ClaimSql:
                 | {"lease_until": None, "pid": func.coalesce(bindparam("b_pid"), job.c.pid)}
             )
         )
+        self.final_of = select(job.c.worker, job.c.status, job.c.end).where(
+            job.c.id == bindparam("b_job")
+        )
         self.count = {
             success: update(rt)
             .where(rt.c.id == bindparam("b_rt"))
@@ -296,6 +299,44 @@ def _take_row(
     return Claim(job_id, worker, lease)
 
 
+def claimed_since(session: Session, worker: str, since: datetime) -> list[int]:
+    """The jobs ``worker`` has claimed at or after ``since`` that are still running."""
+    stmt = select(Job.id).where(
+        Job.status == JobStatus.RUNNING, Job.worker == worker, Job.begin >= since
+    )
+    return list(session.scalars(stmt.order_by(Job.id)))
+
+
+def give_back(db: Database, job_id: int, worker: str) -> bool:
+    """Put a job claimed by ``worker`` but never started back in the queue, due at its
+    planned time (priority 0: the job row does not keep it). False when the job is not
+    ``worker``'s running job any more."""
+
+    def attempt(session: Session) -> bool:
+        taken = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
+            .values(
+                status=JobStatus.SCHEDULED,
+                worker="",
+                host="",
+                begin=None,
+                heartbeat=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        now = utcnow()
+        planned = session.scalar(select(Job.schedule).where(Job.id == job_id))
+        session.add(ScheduleEntry(job=job_id, after=planned or now, priority=0, created=now))
+        notify(session)
+        return True
+
+    return db.run(attempt)
+
+
 def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
     """Renew the lease; False means the job is no longer ours (declared lost, deleted)."""
     moment = utcnow()
@@ -344,20 +385,27 @@ def finish(
     """Write a job's final status if the job is still ours; count it on its template.
     False: it is not ours any more (marked lost meanwhile), and no status was written.
     ``before`` writes more in the same transaction (the job's output), whatever the
-    outcome of the status write."""
+    outcome of the status write -- unless the job already holds exactly this outcome: a
+    retry after a commit whose answer was lost (the connection broke) finds its own
+    write done, and neither repeats it nor reports the job lost."""
     values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
     values |= {"b_job": claim.job_id, "b_worker": claim.worker}
 
     def write(conn: Connection) -> bool:
         sql = _sql(conn)
+        if conn.execute(sql.finish, values).rowcount == 1:
+            if before is not None:
+                before(conn)
+            if runtemplate_id is not None:
+                success = outcome.status == JobStatus.SUCCESS
+                conn.execute(sql.count[success], {"b_rt": runtemplate_id})
+            return True
+        now = conn.execute(sql.final_of, {"b_job": claim.job_id}).first()
+        if now is not None and tuple(now) == (claim.worker, outcome.status, outcome.end):
+            return True
         if before is not None:
             before(conn)
-        if conn.execute(sql.finish, values).rowcount != 1:
-            return False
-        if runtemplate_id is not None:
-            success = outcome.status == JobStatus.SUCCESS
-            conn.execute(sql.count[success], {"b_rt": runtemplate_id})
-        return True
+        return False
 
     return db.transact(write)
 

@@ -96,8 +96,11 @@ class ExecutorDaemon:
         self.next_due: datetime | None = None
         self._draining = False
         self.listener: QueueListener | None = None
-        start = utcnow()
+        start = self.started_at = utcnow()
         self._next_beat = self._next_recovery = self._next_housekeeping = start
+        #: Jobs claimed here and not finished with: any other job running under our id
+        #: since ``started_at`` is a claim whose commit we never heard of.
+        self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
 
     # -- one iteration -------------------------------------------------------------------
@@ -141,6 +144,8 @@ class ExecutorDaemon:
                     log.info("action=skip job_id=%s reason=previous run still running", job_id)
                 break
             log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+            with self._lock:
+                self._mine.add(claim.job_id)
             self.claims += 1
             if self.claim_until is not None:
                 self.claimed.append(claim.job_id)
@@ -187,6 +192,8 @@ class ExecutorDaemon:
             status = "error"
         with self._lock:
             self.results[status] += 1
+            if status != "error":  # after an error the job is left to lease expiry
+                self._mine.discard(claim.job_id)
         log.info(
             "action=finish job_id=%s status=%s seconds=%.3f",
             claim.job_id,
@@ -203,6 +210,7 @@ class ExecutorDaemon:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
             self._chore("requeue_lost", lambda: self._recover(now))
@@ -219,6 +227,20 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+
+    def _give_back_unknown(self) -> None:
+        """Requeue the jobs claimed under our id that no thread here runs. A claim whose
+        commit reached the database while the connection broke (a server restart) is
+        retried, and the retry claims another job: the first would wait, claimed and
+        never started, until its lease ran out and recovery called it lost. Runs in the
+        claiming thread, so every claim that returned is in ``_mine`` already."""
+        with self.db.read() as session:
+            found = queue.claimed_since(session, self.worker_id, self.started_at)
+        with self._lock:
+            unknown = [job_id for job_id in found if job_id not in self._mine]
+        for job_id in unknown:
+            if queue.give_back(self.db, job_id, self.worker_id):
+                log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
 
     def _recover(self, now: datetime) -> None:
         recovery.requeue_lost(

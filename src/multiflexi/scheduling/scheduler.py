@@ -217,6 +217,7 @@ def _fired_ticks(
 #: What job creation imports on first use: loaded with the scheduler, so that the first
 #: due tick does not wait for it.
 _STEP_MODULES = (
+    "croniter",  # every tick is computed with it (and dateutil, which it imports)
     "multiflexi.companies.service",
     "multiflexi.credentials.service",
     "multiflexi.executors.registry",
