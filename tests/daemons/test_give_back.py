@@ -1,19 +1,26 @@
-"""A claim whose commit the executor never heard of (the connection broke at the commit,
-as in a database restart) leaves a job running under the executor's id that nothing
-runs. The executor puts such a job back in the queue at its next beat, and runs it once;
-jobs of its own and jobs of an earlier process with the same id are left alone."""
+"""Writes whose commit reached the database while the connection broke (a database
+restart at that moment), so that their retry finds them done.
+
+A claim leaves a job running under the executor's id that nothing runs: the executor puts
+it back in the queue at its next beat and runs it once; jobs of its own and jobs of an
+earlier process with the same id are left alone. A final write counts as done, an output
+chunk is not stored twice."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from multiflexi import queue
 from multiflexi.daemons.executor import ExecutorDaemon
 from multiflexi.jobs.service import create_job
+from multiflexi.storage import blobs
+from multiflexi.storage.blobs import ChunkWriter, create_artifact
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry
+from multiflexi.storage.models import ArtifactChunk, Job, JobStatus, RunTemplate, ScheduleEntry
 from multiflexi.storage.types import utcnow
 from tests.factories import make_setup
 
@@ -121,3 +128,23 @@ def test_a_final_write_retried_after_its_commit_is_not_done_twice(any_db: Databa
     assert not queue.finish(any_db, claim, other, rt, before=store_output)
     assert outputs == [job_id, job_id]
     assert _job(any_db, job_id).status == JobStatus.SUCCESS
+
+
+def test_an_output_chunk_retried_after_its_commit_is_stored_once(any_db: Database) -> None:
+    """A chunk whose insert committed while the connection broke is found by the retry:
+    the output goes on with the next chunk. A different chunk at that place is an error."""
+    *_, rt = make_setup(any_db, executable="/bin/echo")
+    job_id = create_job(any_db, any_db.settings, runtemplate_id=rt).id
+    values = {"job_id": job_id, "filename": "stdout.txt", "kind": "stdout", "state": "streaming"}
+    values |= {"content_type": "text/plain", "note": "standard output of the job"}
+    artifact_id = any_db.transact(lambda conn: create_artifact(conn, **values))
+    chunk = {"artifact_id": artifact_id, "seq": 0, "data": b"first", "created": utcnow()}
+    any_db.transact(lambda conn: conn.execute(insert(ArtifactChunk), chunk))  # the lost answer
+    writer = ChunkWriter(any_db, artifact_id)
+    writer.append(b"first")  # its retry
+    writer.append(b"second")
+    writer.finish()
+    assert b"".join(blobs.iter_content(any_db, artifact_id)) == b"firstsecond"
+    stray = ChunkWriter(any_db, artifact_id)  # starts at seq 0 again: not the same bytes
+    with pytest.raises(IntegrityError):
+        stray.append(b"other")

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from multiflexi.storage.models import Artifact, ArtifactChunk, table_of
@@ -48,10 +49,25 @@ class ChunkWriter:
             def write(conn: Connection, row: dict[str, object] = row) -> None:
                 conn.execute(insert(_CHUNKS), row)
 
-            self.db.transact(write)
+            try:
+                self.db.transact(write)
+            except IntegrityError:
+                # A retry after a commit whose answer was lost (the connection broke)
+                # finds its own chunk there: done. Anything else at this place is not ours.
+                if self._stored_chunk(self.seq) != piece:
+                    raise
             self.seq += 1
             self.size += len(piece)
             self._hash.update(piece)
+
+    def _stored_chunk(self, seq: int) -> bytes | None:
+        with self.db.read() as session:
+            data = session.scalar(
+                select(_CHUNKS.c.data).where(
+                    _CHUNKS.c.artifact_id == self.artifact_id, _CHUNKS.c.seq == seq
+                )
+            )
+        return None if data is None else bytes(data)
 
     @property
     def sha256(self) -> str:
