@@ -63,6 +63,9 @@ def test_a_claim_nobody_heard_of_goes_back_to_the_queue_and_runs_once(any_db: Da
     assert job.status == JobStatus.SUCCESS, job.reason
     assert executor.results == {"success": 1}
     assert not _queued(any_db, ghost)
+    assert executor._mine == {ghost}  # until the next round sees it no longer running
+    executor._give_back_unknown()
+    assert executor._mine == set() and _job(any_db, ghost).status == JobStatus.SUCCESS
 
 
 def test_running_jobs_of_this_executor_and_of_an_earlier_one_are_left_alone(

@@ -98,8 +98,9 @@ class ExecutorDaemon:
         self.listener: QueueListener | None = None
         start = self.started_at = utcnow()
         self._next_beat = self._next_recovery = self._next_housekeeping = start
-        #: Jobs claimed here and not finished with: any other job running under our id
-        #: since ``started_at`` is a claim whose commit we never heard of.
+        #: Jobs claimed here (those no longer running are dropped at each beat): any
+        #: other job running under our id since ``started_at`` is a claim whose commit we
+        #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
 
@@ -192,8 +193,6 @@ class ExecutorDaemon:
             status = "error"
         with self._lock:
             self.results[status] += 1
-            if status != "error":  # after an error the job is left to lease expiry
-                self._mine.discard(claim.job_id)
         log.info(
             "action=finish job_id=%s status=%s seconds=%.3f",
             claim.job_id,
@@ -233,11 +232,14 @@ class ExecutorDaemon:
         commit reached the database while the connection broke (a server restart) is
         retried, and the retry claims another job: the first would wait, claimed and
         never started, until its lease ran out and recovery called it lost. Runs in the
-        claiming thread, so every claim that returned is in ``_mine`` already."""
+        claiming thread, so every claim that returned is in ``_mine`` already. A job of
+        ours stays there while it runs under our id, also after its thread gave up on it
+        (lease lost, an error): whether it ran is for recovery to say."""
         with self.db.read() as session:
             found = queue.claimed_since(session, self.worker_id, self.started_at)
         with self._lock:
             unknown = [job_id for job_id in found if job_id not in self._mine]
+            self._mine.intersection_update(found)
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
                 log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
