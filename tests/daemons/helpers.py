@@ -126,6 +126,14 @@ def queue_jobs(
     return [c.id for c in created]
 
 
+def job(db: Database, job_id: int) -> Job:
+    """The job's row as it is now."""
+    with db.read() as session:
+        found = session.get(Job, job_id)
+        assert found is not None
+        return found
+
+
 def statuses(db: Database, job_ids: Sequence[int] | None = None) -> dict[int, str]:
     with db.read() as session:
         stmt = select(Job.id, Job.status)

@@ -13,26 +13,20 @@ import pytest
 
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, Worker
+from multiflexi.storage.models import Worker
 from multiflexi.storage.types import utcnow
 from tests.daemons.helpers import (
     EXECUTOR,
     SCHEDULER,
     daemon_env,
     daemons,
+    job,
     statuses,
     wait_until,
 )
 from tests.factories import make_setup
 
 SLEEP = "-c 'import sys, time; print(\"started\", flush=True); time.sleep(float(sys.argv[1]))' {}"
-
-
-def job(db: Database, job_id: int) -> Job:
-    with db.read() as session:
-        found = session.get(Job, job_id)
-        assert found is not None
-        return found
 
 
 def running_with_pid(db: Database, job_id: int) -> bool:

@@ -22,14 +22,8 @@ from multiflexi.storage.blobs import ChunkWriter, create_artifact
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import ArtifactChunk, Job, JobStatus, RunTemplate, ScheduleEntry
 from multiflexi.storage.types import utcnow
+from tests.daemons.helpers import job
 from tests.factories import make_setup
-
-
-def _job(db: Database, job_id: int) -> Job:
-    with db.read() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
 
 
 def _queued(db: Database, job_id: int) -> bool:
@@ -46,12 +40,12 @@ def test_a_claim_nobody_heard_of_goes_back_to_the_queue_and_runs_once(any_db: Da
     # The claim commits, but the executor's claim call "failed": it never learns of it.
     claim = queue.claim_next(any_db, "exec-gb", any_db.settings.lease_seconds)
     assert claim is not None and claim.job_id == ghost
-    assert _job(any_db, ghost).status == JobStatus.RUNNING
+    assert job(any_db, ghost).status == JobStatus.RUNNING
 
     executor._maintain(utcnow())  # the beat is due at once
 
-    job = _job(any_db, ghost)
-    assert (job.status, job.worker, job.begin, job.lease_until) == (
+    row = job(any_db, ghost)
+    assert (row.status, row.worker, row.begin, row.lease_until) == (
         JobStatus.SCHEDULED,
         "",
         None,
@@ -59,13 +53,13 @@ def test_a_claim_nobody_heard_of_goes_back_to_the_queue_and_runs_once(any_db: Da
     )
     assert _queued(any_db, ghost)
     executor.process()
-    job = _job(any_db, ghost)
-    assert job.status == JobStatus.SUCCESS, job.reason
+    row = job(any_db, ghost)
+    assert row.status == JobStatus.SUCCESS, row.reason
     assert executor.results == {"success": 1}
     assert not _queued(any_db, ghost)
     assert executor._mine == {ghost}  # until the next round sees it no longer running
     executor._give_back_unknown()
-    assert executor._mine == set() and _job(any_db, ghost).status == JobStatus.SUCCESS
+    assert executor._mine == set() and job(any_db, ghost).status == JobStatus.SUCCESS
 
 
 def test_running_jobs_of_this_executor_and_of_an_earlier_one_are_left_alone(
@@ -88,8 +82,8 @@ def test_running_jobs_of_this_executor_and_of_an_earlier_one_are_left_alone(
 
     executor._give_back_unknown()
 
-    assert _job(any_db, earlier).status == JobStatus.RUNNING
-    assert _job(any_db, own).status == JobStatus.RUNNING
+    assert job(any_db, earlier).status == JobStatus.RUNNING
+    assert job(any_db, own).status == JobStatus.RUNNING
     assert not _queued(any_db, earlier) and not _queued(any_db, own)
 
 
@@ -99,9 +93,9 @@ def test_give_back_refuses_a_job_that_is_not_the_workers_running_job(any_db: Dat
     assert not queue.give_back(any_db, job_id, "exec-gb")  # still queued: not taken
     assert queue.claim_next(any_db, "exec-other", 60) is not None
     assert not queue.give_back(any_db, job_id, "exec-gb")  # someone else's
-    assert _job(any_db, job_id).worker == "exec-other"
+    assert job(any_db, job_id).worker == "exec-other"
     assert queue.give_back(any_db, job_id, "exec-other")
-    assert _job(any_db, job_id).status == JobStatus.SCHEDULED and _queued(any_db, job_id)
+    assert job(any_db, job_id).status == JobStatus.SCHEDULED and _queued(any_db, job_id)
 
 
 def test_a_final_write_retried_after_its_commit_is_not_done_twice(any_db: Database) -> None:
@@ -130,7 +124,7 @@ def test_a_final_write_retried_after_its_commit_is_not_done_twice(any_db: Databa
     other = queue.Outcome(status=JobStatus.FAILED, reason="", end=utcnow(), exitcode=1)
     assert not queue.finish(any_db, claim, other, rt, before=store_output)
     assert outputs == [job_id, job_id]
-    assert _job(any_db, job_id).status == JobStatus.SUCCESS
+    assert job(any_db, job_id).status == JobStatus.SUCCESS
 
 
 def test_an_output_chunk_retried_after_its_commit_is_stored_once(any_db: Database) -> None:
