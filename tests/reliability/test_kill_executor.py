@@ -3,7 +3,8 @@
 Two executor daemons with a short lease run probe jobs (tests/reliability/helpers.py)
 that log their start, the moment their stdout line was written, and their end. A killer
 thread SIGKILLs a random executor every 1-1.5 s (one up for 3 s at least, so that it
-runs jobs) and starts a new one in its place; like a service manager whose service died
+runs jobs; every fourth kill aimed at one running a job that printed its line 2.5 s
+before) and starts a new one in its place; like a service manager whose service died
 (systemd ``KillMode``), it also kills the job processes the dead executor leaves behind.
 Then:
 
@@ -76,6 +77,10 @@ LINGER = 4.0
 FLUSH_MARGIN = 1.25
 #: A victim has been up this long: started, registered, and running jobs.
 MIN_AGE = 3.0
+#: Every fourth kill is aimed at an executor running a job that printed long ago
+#: (waiting up to ``AIM_WAIT`` s for one), so that kept output is tested on any machine.
+AIM_EVERY = 4
+AIM_WAIT = 8.0
 #: The statuses that end a chain of attempts (a lost attempt is followed by its retry).
 CHAIN_ENDS = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
 #: A lost attempt's retry is queued right after it is marked lost.
@@ -95,6 +100,7 @@ class Killer(threading.Thread):
 
     def __init__(self, db: Database, tmp_path: Path, probe: Probe) -> None:
         super().__init__(name="killer", daemon=True)
+        self.db = db
         self.env = daemon_env(db, MULTIFLEXI_LEASE_SECONDS=str(LEASE))
         self.tmp_path, self.probe = tmp_path, probe
         self.generation = 0
@@ -137,6 +143,8 @@ class Killer(threading.Thread):
                 if not ready:
                     break
                 slot = self.rng.choice(ready)
+                if len(self.killed_at) % AIM_EVERY == 0:
+                    slot = self._aim(ready, slot)
                 victim = self.slots[slot]
                 self.signalled_at[self.workers[victim.pid]] = time.time()
                 victim.signal(signal.SIGKILL)
@@ -147,6 +155,33 @@ class Killer(threading.Thread):
                 self.slots[slot] = self._start()
         except BaseException as exc:  # reported by the test
             self.error = exc
+
+    def _aim(self, ready: list[int], fallback: int) -> int:
+        """A slot whose executor runs a job that printed its line ``2 * FLUSH_MARGIN`` ago,
+        waited for up to ``AIM_WAIT`` s: on a slow machine an executor may spend most of
+        ``MIN_AGE`` starting, and random kills alone then never test kept output."""
+        deadline = time.monotonic() + AIM_WAIT
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                runs = read_runs(self.probe.log)
+            except ValueError:  # a line being written
+                runs = {}
+            long_ago = time.time() - 2 * FLUSH_MARGIN
+            printed_long_ago = {
+                job_id
+                for job_id, starts in runs.items()
+                if starts[-1].end is None and (starts[-1].printed or long_ago) < long_ago
+            }
+            for slot in ready:
+                worker = self.workers[self.slots[slot].pid]
+                with self.db.read() as s:
+                    running = s.scalars(
+                        select(Job.id).where(Job.worker == worker, Job.status == JobStatus.RUNNING)
+                    ).all()
+                if printed_long_ago.intersection(running):
+                    return slot
+            self.stop.wait(0.1)
+        return fallback
 
     def stop_all(self) -> None:
         self.stop.set()
