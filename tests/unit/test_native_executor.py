@@ -22,7 +22,13 @@ import pytest
 
 from multiflexi.errors import Invalid
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
-from multiflexi.executors.native import CHUNK, NativeExecutor
+from multiflexi.executors.native import (
+    CHUNK,
+    PROBE_LIMIT,
+    NativeExecutor,
+    last_pid,
+    new_descendants,
+)
 from multiflexi.executors.registry import available, get_executor
 
 PY = sys.executable
@@ -397,6 +403,49 @@ def test_a_daemon_that_escapes_the_process_group_is_killed_at_the_end(
     assert sink.out() == b"parent done\n"
     assert time.monotonic() - t0 < 10
     assert is_gone(daemon), "the setsid daemon survived its job"
+
+
+TREE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import subprocess, time; "
+    "g = subprocess.Popen(['sleep', '30']); print(g.pid, flush=True); time.sleep(30)"],
+    stdout=subprocess.PIPE, text=True)
+print(child.pid, child.stdout.readline().strip(), flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(last_pid() is None, reason="ns_last_pid is not readable here")
+def test_new_descendants_are_the_children_and_grandchildren_started_since_a_pid() -> None:
+    before = last_pid()
+    assert before is not None
+    tree = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True)
+    assert tree.stdout is not None
+    outsider = None
+    try:
+        child, grandchild = (int(pid) for pid in tree.stdout.readline().split())
+        # Started after the tree, in the same pid range: not one of its descendants.
+        outsider = subprocess.Popen(["sleep", "30"])
+        newest = last_pid()
+        assert newest is not None
+        found = new_descendants({tree.pid}, before, newest)
+        assert found == [child, grandchild]
+        # From the child's pid on, only the grandchild is new; an unrelated parent finds none.
+        assert new_descendants({tree.pid}, child, newest) == []
+        assert new_descendants({child}, child, newest) == [grandchild]
+        assert new_descendants({outsider.pid}, before, newest) == []
+        # A range too wide or wrapped around is left to the whole-table walk.
+        assert new_descendants({tree.pid}, newest - PROBE_LIMIT - 1, newest) is None
+        assert new_descendants({tree.pid}, newest + 1, newest) is None
+    finally:
+        for proc in psutil.Process(tree.pid).children(recursive=True):
+            proc.kill()
+        tree.kill()
+        tree.wait()
+        tree.stdout.close()
+        if outsider is not None:
+            outsider.kill()
+            outsider.wait()
 
 
 def test_an_executable_that_does_not_exist_gives_127() -> None:
