@@ -89,6 +89,14 @@ def describe_connect_error(settings: Settings, exc: BaseException) -> str:
     return f"cannot connect to {where}: {msg}"
 
 
+#: Run on every MariaDB/MySQL connection before SQLAlchemy sees it (so its dialect knows
+#: the mode). With NO_BACKSLASH_ESCAPES, a quote is escaped by doubling it and nothing
+#: else: PyMySQL then quotes a string with one ``str.replace`` instead of a per-character
+#: ``str.translate``, 118 -> 2 µs for a job's 3.7 KB environment (the scheduler's 10,000
+#: jobs spent 1.2 s of CPU on it).
+MYSQL_SESSION = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')"
+
+
 class Database:
     """One configured database: engine, session factories and schema checks."""
 
@@ -119,7 +127,7 @@ class Database:
                     "prepare_threshold": 5 if prepare else None,
                 }
             else:
-                kwargs["connect_args"] = {"connect_timeout": 5}
+                kwargs["connect_args"] = {"connect_timeout": 5, "init_command": MYSQL_SESSION}
                 kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
