@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
-from multiflexi.storage.blobs import CHUNK_SIZE, ChunkWriter, create_artifact
+from multiflexi.storage.blobs import CHUNK_SIZE, ChunkWriter, create_artifact, own_artifact
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import Artifact, table_of
 from multiflexi.storage.types import utcnow
@@ -93,7 +93,12 @@ class OutputRecorder:
         writer = self.writers.get(stream)
         if writer is None:
             values = {**_describe(stream), "job_id": self.job_id, "state": "streaming"}
-            artifact_id = self.db.transact(lambda conn: create_artifact(conn, **values))
+
+            def create(conn: Connection) -> int:
+                mine = own_artifact(conn, self.job_id, stream, f"{stream}.txt")
+                return mine.id if mine is not None else create_artifact(conn, **values)
+
+            artifact_id = self.db.transact(create)
             writer = self.writers[stream] = ChunkWriter(self.db, artifact_id)
         return writer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -119,6 +119,33 @@ def create_artifact(conn: Connection, **values: object) -> int:
     return int(key[0])
 
 
+class Stored(NamedTuple):
+    """What a retry needs to know of an artifact row that is there already."""
+
+    id: int
+    state: str
+    size: int
+    sha256: str
+
+
+def own_artifact(conn: Connection, job_id: int, kind: str, filename: str) -> Stored | None:
+    """The job's artifact of this kind and name, if one is stored already.
+
+    A job's writer names each of its artifacts once (a stream, a file of its directory):
+    when a retried transaction finds one, it is the writer's own insert, committed by an
+    attempt whose answer was lost (the connection broke). Reusing it keeps the job at one
+    artifact per name instead of an empty twin that readers would find first.
+    """
+    c = _ARTIFACTS.c
+    row = conn.execute(
+        select(c.id, c.state, c.size, c.sha256)
+        .where(c.job_id == job_id, c.kind == kind, c.filename == filename)
+        .order_by(c.id)
+        .limit(1)
+    ).first()
+    return None if row is None else Stored(*row)
+
+
 def store_stream(
     db: Database,
     *,
@@ -132,18 +159,25 @@ def store_stream(
     """Store a readable binary stream as a new artifact; small content goes inline."""
     first = stream.read(CHUNK_SIZE)
     following = stream.read(1) if len(first) == CHUNK_SIZE else b""
+    digest = hashlib.sha256(first).hexdigest()
 
     def create(session: Session) -> Artifact:
+        mine = own_artifact(session.connection(), job_id, kind, filename)
+        state = "streaming" if following else "complete"
+        if mine is not None and mine[1:] == (state, len(first), digest):
+            found = session.get(Artifact, mine.id)  # ours, committed; its answer was lost
+            assert found is not None
+            return found
         art = Artifact(
             job_id=job_id,
             filename=filename,
             content_type=content_type,
             note=note,
             kind=kind,
-            state="streaming" if following else "complete",
+            state=state,
             content=None if following else first,
             size=len(first),
-            sha256=hashlib.sha256(first).hexdigest(),
+            sha256=digest,
             created=utcnow(),
         )
         session.add(art)
