@@ -1,11 +1,16 @@
-"""Commits whose answer is lost: the transaction committed, but the connection broke before
-the client heard so, and the client retries it (as after a database restart).
+"""A database restart as a running job sees it: commits whose answer is lost, and an outage
+longer than a few retries.
 
-Each write of a job's run must find its own committed work on the retry and neither
-repeat nor lose it: one artifact per stream and file, every byte once, one final status,
-one count on the template. The fault is injected in ``Database``: every second write
-transaction of a thread commits and then raises the transient error a broken connection
-gives, so every write is retried once after it committed.
+Lost answer: the transaction committed, but the connection broke before the client heard
+so, and the client retries it. Each write of a job's run must find its own committed
+work on the retry and neither repeat nor lose it: one artifact per stream and file, every
+byte once, one final status, one count on the template. Injected in ``Database``: every
+second write transaction of a thread commits and then raises the transient error a
+broken connection gives, so every write is retried once after it committed.
+
+Outage: for a while every write transaction fails (rolled back) as one does while the
+server is down. A job's writes wait it out (for up to its lease time) instead of
+dropping its output after the usual handful of retries.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -65,6 +71,41 @@ class LostAnswers:
     def stop(self) -> None:
         for name in self._saved:
             self.db.__dict__.pop(name, None)  # the class's methods again
+
+
+class Outage:
+    """From :meth:`begin` on, for ``seconds``, every write transaction is rolled back with
+    the transient error of a server that is down."""
+
+    def __init__(self, db: Database) -> None:
+        self.refused = 0
+        self.until = 0.0
+        self._saved = {name: getattr(db, name) for name in ("connection", "session")}
+        self.db = db
+        for name, real in self._saved.items():
+            setattr(db, name, self._faulty(real))
+
+    def begin(self, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+
+    def _faulty(
+        self, real: Callable[[], AbstractContextManager[Any]]
+    ) -> Callable[[], AbstractContextManager[Any]]:
+        @contextmanager
+        def begin() -> Iterator[Any]:
+            with real() as handle:
+                yield handle
+                if time.monotonic() < self.until:  # raised inside: rolled back
+                    self.refused += 1
+                    error = DatabaseError("cannot connect to the database (injected outage)")
+                    error.transient = True
+                    raise error
+
+        return begin
+
+    def stop(self) -> None:
+        for name in self._saved:
+            self.db.__dict__.pop(name, None)
 
 
 @pytest.fixture
@@ -162,3 +203,47 @@ def test_a_stored_file_whose_answer_was_lost_is_stored_once(
     assert b"".join(blobs.iter_content(any_db, stored["big.bin"].id)) == BIG
     assert sorted(chunks) == list(range(len(chunks))) and len(chunks) > 3  # each once
     assert stored["big.bin"].state == "complete" and stored["big.bin"].size == len(BIG)
+
+
+SLOW_APP = f"""
+import time
+for i in range(8):
+    print(f"line {{i}}", flush=True)
+    time.sleep({FLUSH_SECONDS / 4})
+"""
+
+
+def test_a_job_waits_out_a_database_outage_and_keeps_all_its_output(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    db = sqlite_db
+    rt_id = make_setup(db, cmdparams=str(make_script(tmp_path, SLOW_APP)))[2]
+    job = create_job(db, db.settings, runtemplate_id=rt_id)
+    claim = claim_job(db, job.id, "patient", 60)
+    outage = Outage(db)
+    began = time.monotonic()
+    try:
+        # Longer than the ~5 s a write retries outside a job; the job's first output
+        # flush (after 0.5 s) and its final write both meet it.
+        status = JobRunner(db, db.settings, job_hooks=[]).perform_job(
+            claim, process_started=lambda: outage.begin(OUTAGE_SECONDS)
+        )
+    finally:
+        outage.stop()
+    assert time.monotonic() - began >= OUTAGE_SECONDS
+    assert outage.refused >= 4
+    assert status == JobStatus.SUCCESS
+    with db.read() as s:
+        stored = s.scalars(select(Artifact).where(Artifact.job_id == job.id)).all()
+        row = s.get(Job, job.id)
+        assert row is not None
+    assert sorted(a.kind for a in stored) == ["stderr", "stdout"]
+    stdout = next(a for a in stored if a.kind == "stdout")
+    assert (
+        b"".join(blobs.iter_content(db, stdout.id))
+        == "".join(f"line {i}\n" for i in range(8)).encode()
+    )
+    assert (stdout.state, row.status, row.reason) == ("complete", JobStatus.SUCCESS, "")
+
+
+OUTAGE_SECONDS = 7.0

@@ -105,18 +105,20 @@ class JobRunner:
         (and before its output and status are stored)."""
         lease = self.leases.watch(claim)
         try:
-            try:
-                prepared = self.run_begin(claim)
-            except PreflightFailure as failure:
-                if process_started is not None:
-                    process_started()  # no process will start
-                return self._fail_before_start(claim, failure)
-            self._emit("started", claim.job_id)
-            job_cancel = _AnyEvent(self.cancel, lease.lost)
-            result = self.launch_job(prepared, job_cancel, lease, started=process_started)
-            if process_ended is not None:
-                process_ended()
-            return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
+            # The job's writes wait out a database outage as long as its lease protects it.
+            with self.db.patient(self.settings.lease_seconds):
+                try:
+                    prepared = self.run_begin(claim)
+                except PreflightFailure as failure:
+                    if process_started is not None:
+                        process_started()  # no process will start
+                    return self._fail_before_start(claim, failure)
+                self._emit("started", claim.job_id)
+                job_cancel = _AnyEvent(self.cancel, lease.lost)
+                result = self.launch_job(prepared, job_cancel, lease, started=process_started)
+                if process_ended is not None:
+                    process_ended()
+                return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
         finally:
             self.leases.release(lease)
 

@@ -134,6 +134,7 @@ class Database:
             self._install_sqlite_hooks(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._writes = threading.RLock() if self.dialect == "sqlite" else None
+        self._patience = threading.local()
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         # PostgreSQL reads in autocommit, from a pool of their own: under READ COMMITTED
         # every statement sees what was committed before it either way, BEGIN/ROLLBACK
@@ -238,6 +239,20 @@ class Database:
         """Run ``fn`` in a Core write transaction, retrying transient errors like :meth:`run`."""
         return self._retrying(self.connection, fn, attempts)
 
+    @contextmanager
+    def patient(self, seconds: float) -> Iterator[None]:
+        """Within the block, this thread retries transient errors for ``seconds`` at least,
+        not only a number of attempts (about 5 s): a running job's writes -- its output,
+        its files, its final status -- then wait out a database restart instead of being
+        dropped. The executor gives a job its lease time: no one can call the job lost
+        before that."""
+        previous = getattr(self._patience, "seconds", 0.0)
+        self._patience.seconds = seconds
+        try:
+            yield
+        finally:
+            self._patience.seconds = previous
+
     def _retrying(
         self,
         begin: Callable[[], AbstractContextManager[Any]],
@@ -254,12 +269,17 @@ class Database:
             Retrying,
             retry_if_exception,
             stop_after_attempt,
+            stop_after_delay,
             wait_exponential_jitter,
         )
 
+        stop: Any = stop_after_attempt(attempts - 1)
+        patience = getattr(self._patience, "seconds", 0.0)
+        if patience > 0:  # both: the attempts made and the time waited
+            stop = stop & stop_after_delay(patience)
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, DatabaseError) and e.transient),
-            stop=stop_after_attempt(attempts - 1),
+            stop=stop,
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             reraise=True,
         )
