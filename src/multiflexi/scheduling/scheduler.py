@@ -78,8 +78,10 @@ _LOCK = _template_columns(
 )
 #: Templates per transaction: big enough to be fast, small enough to keep locks short.
 BATCH = 1000
-#: Batches written at once on a database server (see ``Scheduler._fire_all``).
-PARALLEL = 2
+#: Batches written at once on a database server (see ``Scheduler._fire_all``). Measured
+#: over 10,000 templates on 2 cores: PostgreSQL is slower with 3 or 4; MariaDB, whose
+#: driver spends more of this process's time per row, gains with 3 (mean 2.20 -> 1.85 s).
+PARALLEL = {"pgsql": 2, "mysql": 3}
 #: How far back a tick is searched for (a 29 February rule fires every 4 to 8 years).
 _HORIZON = timedelta(days=366 * 9)
 
@@ -331,10 +333,11 @@ class Scheduler:
         :data:`PARALLEL` batches run at once, each in its own transaction on its own
         connection: while the server writes one, this process prepares another. (SQLite
         has one writer at a time.)"""
-        if PARALLEL < 2 or len(batches) < 2 or self.db.dialect == "sqlite":
+        parallel = PARALLEL.get(self.db.dialect, 1)
+        if parallel < 2 or len(batches) < 2:
             yield from (self._fire(batch, now) for batch in batches)
             return
-        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="scheduler") as pool:
+        with ThreadPoolExecutor(parallel, thread_name_prefix="scheduler") as pool:
             yield from pool.map(lambda batch: self._fire(batch, now), batches)
 
     def _announce(self, jobs: Sequence[CreatedJob]) -> None:
