@@ -205,8 +205,8 @@ def test_daylight_saving_changes_neither_skip_nor_double_a_run(
 def test_two_schedulers_at_once_create_one_job_per_tick(
     any_db: Database, tmp_path: Path, batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With many batches, each scheduler also runs two of its batches at once on a
-    database server: batches overlap within and between schedulers."""
+    """With many batches, each scheduler also runs two (PostgreSQL) or three (MariaDB) of its
+    batches at once: batches overlap within and between schedulers."""
     monkeypatch.setattr(scheduler_module, "BATCH", batch)
     templates = [template(any_db, interv="i") for _ in range(5)]
     with any_db.session() as session:
