@@ -39,14 +39,19 @@ from multiflexi.storage.models import Artifact, ArtifactChunk, Job, JobStatus, R
 from tests.factories import make_script, make_setup
 
 
-class LostAnswers:
-    """Makes every second write transaction of each thread lose its commit's answer."""
+def transient(message: str) -> DatabaseError:
+    error = DatabaseError(message)
+    error.transient = True
+    return error
+
+
+class Faults:
+    """Wraps ``db``'s write transactions (``connection``, ``session``) until :meth:`stop`;
+    :meth:`before_commit` and :meth:`after_commit` may raise."""
 
     def __init__(self, db: Database) -> None:
-        self.lost = 0
-        self._local = threading.local()
-        self._saved = {name: getattr(db, name) for name in ("connection", "session")}
         self.db = db
+        self._saved = {name: getattr(db, name) for name in ("connection", "session")}
         for name, real in self._saved.items():
             setattr(db, name, self._faulty(real))
 
@@ -57,55 +62,55 @@ class LostAnswers:
         def begin() -> Iterator[Any]:
             with real() as handle:
                 yield handle
-            # Committed. Every other time, the caller is told the connection broke.
-            count = getattr(self._local, "count", 0) + 1
-            self._local.count = count
-            if count % 2 == 1:
-                self.lost += 1
-                error = DatabaseError("server closed the connection unexpectedly (injected)")
-                error.transient = True
-                raise error
+                self.before_commit()  # raising here rolls the transaction back
+            self.after_commit()
 
         return begin
+
+    def before_commit(self) -> None:
+        pass
+
+    def after_commit(self) -> None:
+        pass
 
     def stop(self) -> None:
         for name in self._saved:
             self.db.__dict__.pop(name, None)  # the class's methods again
 
 
-class Outage:
+class LostAnswers(Faults):
+    """Every second write transaction of each thread commits, and then its caller is told
+    the connection broke."""
+
+    def __init__(self, db: Database) -> None:
+        self.lost = 0
+        self._local = threading.local()
+        super().__init__(db)
+
+    def after_commit(self) -> None:
+        count = getattr(self._local, "count", 0) + 1
+        self._local.count = count
+        if count % 2 == 1:
+            self.lost += 1
+            raise transient("server closed the connection unexpectedly (injected)")
+
+
+class Outage(Faults):
     """From :meth:`begin` on, for ``seconds``, every write transaction is rolled back with
     the transient error of a server that is down."""
 
     def __init__(self, db: Database) -> None:
         self.refused = 0
         self.until = 0.0
-        self._saved = {name: getattr(db, name) for name in ("connection", "session")}
-        self.db = db
-        for name, real in self._saved.items():
-            setattr(db, name, self._faulty(real))
+        super().__init__(db)
 
     def begin(self, seconds: float) -> None:
         self.until = time.monotonic() + seconds
 
-    def _faulty(
-        self, real: Callable[[], AbstractContextManager[Any]]
-    ) -> Callable[[], AbstractContextManager[Any]]:
-        @contextmanager
-        def begin() -> Iterator[Any]:
-            with real() as handle:
-                yield handle
-                if time.monotonic() < self.until:  # raised inside: rolled back
-                    self.refused += 1
-                    error = DatabaseError("cannot connect to the database (injected outage)")
-                    error.transient = True
-                    raise error
-
-        return begin
-
-    def stop(self) -> None:
-        for name in self._saved:
-            self.db.__dict__.pop(name, None)
+    def before_commit(self) -> None:
+        if time.monotonic() < self.until:
+            self.refused += 1
+            raise transient("cannot connect to the database (injected outage)")
 
 
 @pytest.fixture
