@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -154,6 +155,9 @@ def _bound_value(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     if process is None:
         return None
     plain_json = _plain_json(dialect)
+    # PyMySQL formats a datetime field by field for every row (2 µs); the same text,
+    # made once per distinct value here, it only quotes (0.1 µs).
+    dates_as_text = dialect.name == "mysql"
     seen: dict[Any, Any] = {}
 
     def bound(value: Any) -> Any:
@@ -161,7 +165,10 @@ def _bound_value(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
             return value.text if plain_json else process(json.loads(value.text))
         key = value if value is None or value.__hash__ is not None else ("id", id(value))
         if key not in seen:
-            seen[key] = process(value)
+            out = process(value)
+            if dates_as_text and isinstance(out, datetime) and out.tzinfo is None:
+                out = out.isoformat(" ")
+            seen[key] = out
         return seen[key]
 
     return bound
