@@ -95,8 +95,12 @@ class OutputRecorder:
             values = {**_describe(stream), "job_id": self.job_id, "state": "streaming"}
 
             def create(conn: Connection) -> int:
+                # Ours if still open: a retry after a commit whose answer was lost. One
+                # that recovery closed (the job called lost meanwhile) is not written to.
                 mine = own_artifact(conn, self.job_id, stream, f"{stream}.txt")
-                return mine.id if mine is not None else create_artifact(conn, **values)
+                if mine is not None and mine.state == "streaming":
+                    return mine.id
+                return create_artifact(conn, **values)
 
             artifact_id = self.db.transact(create)
             writer = self.writers[stream] = ChunkWriter(self.db, artifact_id)
