@@ -78,6 +78,14 @@ def last_pid() -> int | None:
         return None
 
 
+def pids_since(after: int | None, newest: int | None) -> range | None:
+    """The pids handed out after ``after`` up to ``newest``, when they are few enough to
+    probe one by one; None when unknown, wrapped around, or more than ``PROBE_LIMIT``."""
+    if after is None or newest is None or not 0 <= newest - after <= PROBE_LIMIT:
+        return None
+    return range(after + 1, newest + 1)
+
+
 def _pids_with_variable(name: str, value: str, after: int | None = None) -> tuple[list[int], int]:
     """Processes whose initial environment holds ``name=value``, and the last pid handed
     out when the search began.
@@ -90,8 +98,9 @@ def _pids_with_variable(name: str, value: str, after: int | None = None) -> tupl
     entry = b"\0" + os.fsencode(f"{name}={value}") + b"\0"
     newest = last_pid()
     candidates: Iterable[str]
-    if after is not None and newest is not None and 0 <= newest - after <= PROBE_LIMIT:
-        candidates = [str(pid) for pid in range(after + 1, newest + 1)]
+    recent = pids_since(after, newest)
+    if recent is not None:
+        candidates = [str(pid) for pid in recent]
     else:  # unknown, wrapped around, or many: look at every process
         try:
             candidates = [n for n in os.listdir("/proc") if n.isdigit()]
@@ -133,10 +142,11 @@ def new_descendants(parents: set[int], after: int, newest: int) -> list[int] | N
     Pids are handed out in increasing order, so a child has a higher pid than the parent
     that was also started in the range, and one pass in order finds grandchildren too.
     """
-    if not 0 <= newest - after <= PROBE_LIMIT:
+    recent = pids_since(after, newest)
+    if recent is None:
         return None
     family, found = set(parents), []
-    for pid in range(after + 1, newest + 1):
+    for pid in recent:
         if _parent_of(pid) in family:
             family.add(pid)
             found.append(pid)
@@ -353,7 +363,7 @@ class _Run:
         found = None
         if newest is not None and self.tracked_upto is not None:
             found = new_descendants({self.pid, *self.seen}, self.tracked_upto, newest)
-        if found is None:
+        if found is None:  # pids_since could not tell: the whole table
             try:
                 children = psutil.Process(self.pid).children(recursive=True)
             except psutil.Error:
