@@ -8,16 +8,18 @@ row count tells whether we won; losing a race is a normal result, not an error.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import bindparam, delete, exists, func, or_, select, text, true, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi.errors import Conflict, NotFound
@@ -26,6 +28,8 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.queue")
 
 HOSTNAME = socket.gethostname()
 #: Another job of the same template. Built once: an alias of the wide job table is
@@ -44,6 +48,8 @@ class Claim:
     job_id: int
     worker: str
     lease_until: datetime
+    #: What ``claim_next(then=...)`` read on the claim's connection (PostgreSQL), if anything.
+    preread: Any = None
 
 
 def enqueue(session: Session, job: Job, after: datetime, priority: int = 0) -> None:
@@ -177,7 +183,13 @@ class _ClaimSql:
             )
             taken = (
                 update(job)
-                .where(job.c.id == dropped.c.job, job.c.status == JobStatus.SCHEDULED)
+                .where(
+                    job.c.id == select(dropped.c.job).scalar_subquery(),
+                    # No index covers this expression: the planner cannot prefer the
+                    # status index over the primary key (which, on a table not analysed
+                    # yet, it did, walking every scheduled job for each claim).
+                    func.coalesce(job.c.status, "") == JobStatus.SCHEDULED,
+                )
                 .values(taking)
                 .returning(job.c.id)
                 .cte("taken")
@@ -231,7 +243,12 @@ def _sql(conn: Connection) -> _ClaimSql:
 
 
 def claim_next(
-    db: Database, worker: str, lease_seconds: float, now: datetime | None = None
+    db: Database,
+    worker: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+    *,
+    then: Callable[[Connection, int], Any] | None = None,
 ) -> Claim | None:
     """Claim the most urgent due job, or return None when nothing is due.
 
@@ -239,9 +256,14 @@ def claim_next(
     overlapping runs: two round trips (pool ping, statement) instead of six. Such a job
     is claimed in a transaction that locks its template and looks for a running sibling
     in a snapshot taken after the lock, which one statement cannot do.
+
+    ``then(conn, job_id)``: after such a one-statement claim, read what the job needs on
+    the same connection (the runner would otherwise check out and ping another one); its
+    result is ``Claim.preread``. A failed read leaves it None: the claim stands, and the
+    runner reads for itself. The other claims leave it None too.
     """
     if db.dialect == "pgsql":
-        found = db.statement(lambda conn: _pick_and_take(conn, worker, lease_seconds, now))
+        found = db.statement(lambda conn: _pick_and_take(conn, worker, lease_seconds, now, then))
         if found is not _OVERLAP_CHECK:
             return found
 
@@ -269,7 +291,11 @@ _OVERLAP_CHECK = Claim(0, "", datetime.min)
 
 
 def _pick_and_take(
-    conn: Connection, worker: str, lease_seconds: float, now: datetime | None
+    conn: Connection,
+    worker: str,
+    lease_seconds: float,
+    now: datetime | None,
+    then: Callable[[Connection, int], Any] | None = None,
 ) -> Claim | None:
     moment = utcnow()
     lease = moment + timedelta(seconds=lease_seconds)
@@ -278,9 +304,21 @@ def _pick_and_take(
     if row is None:
         return None
     if row.taken is not None:
-        return Claim(row.taken, worker, lease)
+        return Claim(row.taken, worker, lease, _read_after(conn, then, row.taken))
     # Dropped but not taken: the job was no longer ``scheduled``; its queue row is gone.
     return None if row.dropped is not None else _OVERLAP_CHECK
+
+
+def _read_after(
+    conn: Connection, then: Callable[[Connection, int], Any] | None, job_id: int
+) -> Any:
+    if then is None:
+        return None
+    try:
+        return then(conn, job_id)
+    except DBAPIError:  # not retried here: a retry would claim another job
+        log.debug("action=preread job_id=%s failed", job_id, exc_info=True)
+        return None
 
 
 def _take_row(

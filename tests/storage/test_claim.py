@@ -6,17 +6,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import Pool
 
 from multiflexi import queue
+from multiflexi.jobs.context import read_context
 from multiflexi.jobs.runner import JobRunner
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import Job, JobStatus, ScheduleEntry
 from multiflexi.storage.types import utcnow
+from tests.conftest import ServerDatabases, open_database
 from tests.factories import make_setup
 
 LEASE = 60
@@ -128,3 +133,86 @@ def test_a_job_reads_only_the_environment_layers_that_have_rows(any_db: Database
     # The rich job's configuration and company variables cost one query each; the bare
     # job's empty layers (and the credentials layer of both) cost none.
     assert counts[1] == counts[0] + 2
+
+
+def _plans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plans(child)
+
+
+@pytest.fixture
+def pg_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    db = open_database("pgsql", tmp_path, server_databases)
+    yield db
+    db.dispose()
+
+
+def test_a_postgresql_claim_updates_its_job_through_the_primary_key(pg_db: Database) -> None:
+    """Whatever the planner knows of a table just filled (nothing, before autovacuum has
+    analysed it), the claim must not walk every scheduled job to find the one it took:
+    that made each claim cost in proportion to the queue."""
+    _, _, rt_id = make_setup(pg_db, cmdparams="-c pass", overlap="allow")
+    queued(pg_db, rt_id, 300, at=utcnow() - timedelta(seconds=1))
+    now = utcnow()
+    params = {"b_now": now, "b_worker": "w", "b_moment": now, "b_lease": now}
+    with pg_db.engine.connect() as conn:
+        compiled = queue._sql(conn).pick_and_take.compile(dialect=conn.dialect)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), {**compiled.params, **params}
+        )
+        plan = cursor.fetchone()[0][0]["Plan"]
+        conn.rollback()
+    update_nodes = [n for n in _plans(plan) if n.get("Operation") == "Update"]
+    assert len(update_nodes) == 1
+    scans = [
+        n
+        for n in _plans(update_nodes[0])
+        if n.get("Relation Name") == "job" and n["Node Type"] != "ModifyTable"
+    ]
+    assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [("Index Scan", "pk_job")]
+    assert scans[0]["Actual Rows"] == 1
+
+
+def test_a_postgresql_claim_reads_its_job_on_its_own_connection(pg_db: Database) -> None:
+    _, _, rt_id = make_setup(pg_db, cmdparams="-c pass", overlap="allow")
+    _first, second = queued(pg_db, rt_id, 2, at=utcnow() - timedelta(seconds=1))
+    runner = JobRunner(pg_db, pg_db.settings, job_hooks=[])
+    runner.run_begin(queue.claim_next(pg_db, "worker-a", LEASE))  # type: ignore[arg-type]
+
+    checkouts: list[object] = []
+
+    def checkout(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(Pool, "checkout", checkout)
+    try:
+        with statements() as seen:
+            claim = queue.claim_next(pg_db, "worker-a", LEASE, then=read_context)
+    finally:
+        event.remove(Pool, "checkout", checkout)
+    assert claim is not None and claim.job_id == second
+    assert claim.preread is not None
+    assert (claim.preread.job.id, claim.preread.job.status) == (second, JobStatus.RUNNING)
+    assert claim.preread.job.worker == "worker-a"
+    assert (len(seen), len(checkouts)) == (2, 1)  # the claim and the read, one connection
+    with statements() as seen:
+        prepared = runner.run_begin(claim)
+    assert seen == []  # everything it needs was read with the claim
+    assert prepared.job_id == second
+
+
+def test_a_failed_read_after_a_claim_keeps_the_claim(pg_db: Database) -> None:
+    _, _, rt_id = make_setup(pg_db, cmdparams="-c pass", overlap="allow")
+    (job_id,) = queued(pg_db, rt_id, at=utcnow() - timedelta(seconds=1))
+
+    def broken(conn: Connection, job: int) -> None:
+        conn.exec_driver_sql("SELECT no_such_column FROM job")
+
+    claim = queue.claim_next(pg_db, "worker-a", LEASE, then=broken)
+    assert claim is not None and claim.job_id == job_id and claim.preread is None
+    with pg_db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and (job.status, job.worker) == (JobStatus.RUNNING, "worker-a")
+    assert queue.claim_next(pg_db, "worker-b", LEASE) is None  # the one job stays claimed

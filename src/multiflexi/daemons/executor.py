@@ -30,6 +30,7 @@ from multiflexi import queue, recovery, workers
 from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.jobs.context import read_context
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
@@ -136,7 +137,11 @@ class ExecutorDaemon:
         claimed = False
         while self.pool.free() > 0 and not self.signals.stopping and not self.exhausted:
             claim = queue.claim_next(
-                self.db, self.worker_id, self.settings.lease_seconds, now=self.claim_until
+                self.db,
+                self.worker_id,
+                self.settings.lease_seconds,
+                now=self.claim_until,
+                then=read_context,
             )
             if claim is None:
                 # Due jobs that could not be claimed wait for a running job of their

@@ -30,6 +30,7 @@ from multiflexi.storage.models import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from multiflexi.artifacts.service import Pattern
@@ -94,7 +95,11 @@ class JobContext:
 
 
 def load_context(session: Session, job_id: int) -> JobContext | None:
-    row = session.connection().execute(_LOAD, {"b_job": job_id}).first()
+    return read_context(session.connection(), job_id)
+
+
+def read_context(conn: Connection, job_id: int) -> JobContext | None:
+    row = conn.execute(_LOAD, {"b_job": job_id}).first()
     if row is None:
         return None
     values = row._mapping

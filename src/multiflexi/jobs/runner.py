@@ -129,7 +129,7 @@ class JobRunner:
         workdir = Path(self.settings.job_root) / str(claim.job_id)
 
         def prepare(session: Session) -> tuple[dict[str, Any], Prepared]:
-            ctx = load_context(session, claim.job_id)
+            ctx = claim.preread or load_context(session, claim.job_id)
             if ctx is None or ctx.job.status != JobStatus.RUNNING or ctx.job.worker != claim.worker:
                 raise PreflightFailure(lifecycle.EXIT_CONFIG, "job is no longer claimed")
             job, app, company, rt = ctx.job, ctx.app, ctx.company, ctx.rt
