@@ -9,6 +9,7 @@ import types
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from multiflexi import workers
 from multiflexi.config import settings_from_values
@@ -85,14 +86,12 @@ def test_housekeeping_runs_on_one_executor_per_interval(
         executor._maintain(now)
     assert finished.wait(10)
     for executor in executors:
-        if executor._housekeeper is not None:
-            executor._housekeeper.join(10)
+        assert executor.finish_chores(10)
     assert len(ran) == 1
     # The next interval, on whichever executor gets there first.
     later = now + timedelta(seconds=3601)
     executors[1]._maintain(later)
-    if executors[1]._housekeeper is not None:
-        executors[1]._housekeeper.join(10)
+    assert executors[1].finish_chores(10)
     assert len(ran) == 2
 
 
@@ -119,6 +118,33 @@ def test_the_executor_runs_the_real_housekeeping(
     with caplog.at_level(logging.INFO, "multiflexi.executor"):
         executor._maintain(utcnow())
         assert executor._housekeeper is not None
-        executor._housekeeper.join(60)
+        assert executor.finish_chores(60)
     lines = [r.getMessage() for r in caplog.records if "action=housekeeping" in r.getMessage()]
     assert lines[-1] == "action=housekeeping phase=end", lines
+
+
+def test_a_pass_over_due_jobs_returns_only_after_the_housekeeping_it_started(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``queue:process`` and ``--once`` start housekeeping on a thread like the daemon;
+    returning before it ends would let the caller close the database under it."""
+    release = threading.Event()
+    ended: list[bool] = []
+    fake = types.ModuleType("multiflexi.housekeeping.service")
+
+    def run_housekeeping(db: Database, settings: object) -> None:
+        with db.read() as session:  # holds a pooled connection while it waits
+            release.wait(10)
+            session.execute(select(1))
+        ended.append(True)
+
+    fake.run_housekeeping = run_housekeeping  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "multiflexi.housekeeping.service", fake)
+    settings = settings_from_values(
+        {**any_db.settings.raw, "MULTIFLEXI_HOUSEKEEPING_INTERVAL": "60"}
+    )
+    executor = ExecutorDaemon(any_db, settings, worker_id="exec", job_hooks=[])
+    threading.Timer(0.3, release.set).start()
+    executor.process()
+    assert ended == [True]
+    assert executor.finish_chores(0)

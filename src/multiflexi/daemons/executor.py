@@ -46,6 +46,8 @@ LISTEN_IDLE = 1.0
 #: Paces housekeeping to once per interval in the cluster. Not the lock the housekeeping
 #: run takes for itself ("housekeeping"), which only keeps two runs apart.
 HOUSEKEEPING_LOCK = "housekeeping-interval"
+#: How long a stopping daemon lets a housekeeping round go on (its batches are short).
+HOUSEKEEPING_EXIT_WAIT = 5.0
 
 
 #: What a job's path imports on first use: loaded when the daemon starts, so that its
@@ -302,13 +304,28 @@ class ExecutorDaemon:
     def process(self) -> None:
         """Run the jobs due now (not those that become due meanwhile), then return."""
         self.claim_until = utcnow()
-        while not self.signals.stopping:
-            self.signals.wake.clear()
-            if self.step(utcnow()):
-                continue
-            if self.pool.running() == 0:
-                break  # nothing claimable and nothing running that could unblock a job
-            self.signals.wake.wait(self.idle(utcnow()))
+        try:
+            while not self.signals.stopping:
+                self.signals.wake.clear()
+                if self.step(utcnow()):
+                    continue
+                if self.pool.running() == 0:
+                    break  # nothing claimable and nothing running that could unblock a job
+                self.signals.wake.wait(self.idle(utcnow()))
+        finally:
+            self.finish_chores(None)
+
+    def finish_chores(self, timeout: float | None) -> bool:
+        """Wait for a housekeeping round started here; False if it is still running after
+        ``timeout``. Whoever closes the database after us must find no thread of ours
+        in the middle of a transaction (a pooled connection taken away under it is never
+        closed)."""
+        housekeeper = self._housekeeper
+        if housekeeper is None or not housekeeper.is_alive():
+            return True
+        log.info("action=housekeeping phase=wait timeout=%s", timeout)
+        housekeeper.join(timeout)
+        return not housekeeper.is_alive()
 
     def serve(self, once: bool = False) -> int:
         """The daemon: register, claim and run until a signal, drain, unregister."""
@@ -340,6 +357,9 @@ class ExecutorDaemon:
                 )
         finally:
             self.shutdown()
+            if not self.finish_chores(HOUSEKEEPING_EXIT_WAIT):
+                # Its open transaction ends with the process; deleted batches stay deleted.
+                log.warning("action=housekeeping phase=abandoned reason=still running at exit")
             if self.listener is not None:
                 self.listener.stop.set()
             self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))

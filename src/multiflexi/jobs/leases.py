@@ -65,6 +65,7 @@ class LeaseKeeper:
         self._leases: dict[int, Lease] = {}
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._writing: Lease | None = None  # the lease the thread is writing about
 
     def watch(self, claim: queue.Claim) -> Lease:
         now = time.monotonic()
@@ -76,12 +77,16 @@ class LeaseKeeper:
                 self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
                 self._thread.start()
             elif idle:
-                self._wake.notify()
+                self._wake.notify_all()
         return lease
 
     def release(self, lease: Lease) -> None:
+        """Stop watching; returns once no write about this job is going on here, so that
+        when the job's thread is done nothing of the job is left in a transaction."""
         with self._wake:
             self._leases.pop(id(lease), None)
+            while self._writing is lease:
+                self._wake.wait()
 
     def _due(self) -> list[Lease]:
         with self._wake:
@@ -95,15 +100,23 @@ class LeaseKeeper:
             time.sleep(PID_DELAY)
             now = time.monotonic()
             for lease in self._due():
-                if (
-                    lease.pid is not None
-                    and not lease.pid_recorded
-                    and now - lease.since >= PID_DELAY
-                ):
-                    self._record_pid(lease, lease.pid)
-                if now >= lease.next_renewal and not lease.lost.is_set():
-                    lease.next_renewal = now + self.interval
-                    self._renew(lease)
+                with self._wake:
+                    if id(lease) not in self._leases:
+                        continue  # released since _due() looked
+                    self._writing = lease
+                try:
+                    self._look_after(lease, now)
+                finally:
+                    with self._wake:
+                        self._writing = None
+                        self._wake.notify_all()
+
+    def _look_after(self, lease: Lease, now: float) -> None:
+        if lease.pid is not None and not lease.pid_recorded and now - lease.since >= PID_DELAY:
+            self._record_pid(lease, lease.pid)
+        if now >= lease.next_renewal and not lease.lost.is_set():
+            lease.next_renewal = now + self.interval
+            self._renew(lease)
 
     def _record_pid(self, lease: Lease, pid: int) -> None:
         values = {"b_job": lease.claim.job_id, "b_worker": lease.claim.worker, "b_pid": pid}
