@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -48,8 +48,9 @@ class Claim:
     job_id: int
     worker: str
     lease_until: datetime
-    #: What ``claim_next(then=...)`` read on the claim's connection (PostgreSQL), if anything.
-    preread: Any = None
+    #: What ``claim_next(then=...)`` read on the claim's connection (PostgreSQL), if
+    #: anything: a cache of rows, not part of what the claim is.
+    preread: Any = field(default=None, compare=False, repr=False)
 
 
 def enqueue(session: Session, job: Job, after: datetime, priority: int = 0) -> None:

@@ -216,3 +216,13 @@ def test_a_failed_read_after_a_claim_keeps_the_claim(pg_db: Database) -> None:
         job = s.get(Job, job_id)
         assert job is not None and (job.status, job.worker) == (JobStatus.RUNNING, "worker-a")
     assert queue.claim_next(pg_db, "worker-b", LEASE) is None  # the one job stays claimed
+
+
+def test_a_claim_is_the_same_claim_whatever_was_read_with_it(pg_db: Database) -> None:
+    _, _, rt_id = make_setup(pg_db, cmdparams="-c pass", overlap="allow")
+    queued(pg_db, rt_id, at=utcnow() - timedelta(seconds=1))
+    claim = queue.claim_next(pg_db, "worker-a", LEASE, then=read_context)
+    assert claim is not None and claim.preread is not None
+    bare = queue.Claim(claim.job_id, claim.worker, claim.lease_until)
+    assert claim == bare and {claim, bare} == {bare}  # hashable: the rows read are not part of it
+    assert "preread" not in repr(claim)
