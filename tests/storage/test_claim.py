@@ -158,11 +158,8 @@ def test_a_postgresql_claim_updates_its_job_through_the_primary_key(pg_db: Datab
     params = {"b_now": now, "b_worker": "w", "b_moment": now, "b_lease": now}
     with pg_db.engine.connect() as conn:
         compiled = queue._sql(conn).pick_and_take.compile(dialect=conn.dialect)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), {**compiled.params, **params}
-        )
-        plan = cursor.fetchone()[0][0]["Plan"]
+        explain = "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled)
+        plan = conn.exec_driver_sql(explain, {**compiled.params, **params}).scalar_one()[0]["Plan"]
         conn.rollback()
     update_nodes = [n for n in _plans(plan) if n.get("Operation") == "Update"]
     assert len(update_nodes) == 1
