@@ -48,8 +48,8 @@ class Claim:
     job_id: int
     worker: str
     lease_until: datetime
-    #: What ``claim_next(then=...)`` read on the claim's connection (PostgreSQL), if
-    #: anything: a cache of rows, not part of what the claim is.
+    #: What ``claim_next(then=...)`` read on the claim's connection, if anything: a
+    #: cache of rows, not part of what the claim is.
     preread: Any = field(default=None, compare=False, repr=False)
 
 
@@ -258,10 +258,12 @@ def claim_next(
     is claimed in a transaction that locks its template and looks for a running sibling
     in a snapshot taken after the lock, which one statement cannot do.
 
-    ``then(conn, job_id)``: after such a one-statement claim, read what the job needs on
-    the same connection (the runner would otherwise check out and ping another one); its
-    result is ``Claim.preread``. A failed read leaves it None: the claim stands, and the
-    runner reads for itself. The other claims leave it None too.
+    ``then(conn, job_id)``: read what the job needs on the claim's connection (the
+    runner would otherwise open a read transaction of its own); its result is
+    ``Claim.preread``. After a one-statement claim (committed already) a failed read
+    leaves it None: the claim stands, and the runner reads for itself. In a claim
+    transaction (SQLite, MariaDB, templates that forbid overlapping runs) the read is
+    part of it, and a failed read fails the claim, which is retried whole.
     """
     if db.dialect == "pgsql":
         found = db.statement(lambda conn: _pick_and_take(conn, worker, lease_seconds, now, then))
@@ -281,7 +283,10 @@ def claim_next(
                 sibling = {"b_rt": row.runtemplate_id, "b_job": row.job}
                 if conn.execute(sql.running_sibling, sibling).first() is not None:
                     continue
-            return _take_row(conn, sql, row.job, worker, lease_seconds)
+            claim = _take_row(conn, sql, row.job, worker, lease_seconds)
+            if claim is not None and then is not None:
+                claim = Claim(claim.job_id, worker, claim.lease_until, then(conn, claim.job_id))
+            return claim
         return None
 
     return db.transact(attempt)

@@ -223,3 +223,57 @@ def test_a_claim_is_the_same_claim_whatever_was_read_with_it(pg_db: Database) ->
     bare = queue.Claim(claim.job_id, claim.worker, claim.lease_until)
     assert claim == bare and {claim, bare} == {bare}  # hashable: the rows read are not part of it
     assert "preread" not in repr(claim)
+
+
+@pytest.mark.parametrize("overlap", ["allow", "forbid"])
+def test_a_claim_transaction_reads_its_job_inside_it(any_db: Database, overlap: str) -> None:
+    """SQLite and MariaDB (and PostgreSQL for a template that forbids overlapping runs)
+    claim in a transaction: the job's rows are read in it, and preparing the job then
+    reads nothing more."""
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap=overlap)
+    first, second = queued(any_db, rt_id, 2, at=utcnow() - timedelta(seconds=1))
+    runner = JobRunner(any_db, any_db.settings, job_hooks=[])
+    claim = queue.claim_next(any_db, "worker-a", LEASE)
+    assert claim is not None
+    runner.run_begin(claim)  # reads the application's declarations once
+    with any_db.session() as s:
+        s.execute(update(Job).where(Job.id == first).values(status=JobStatus.SUCCESS))
+
+    begins: list[object] = []
+
+    def begin(conn: object) -> None:
+        begins.append(conn)
+
+    event.listen(Engine, "begin", begin)
+    try:
+        claim = queue.claim_next(any_db, "worker-a", LEASE, then=read_context)
+    finally:
+        event.remove(Engine, "begin", begin)
+    assert claim is not None and claim.job_id == second
+    assert claim.preread is not None
+    assert (claim.preread.job.status, claim.preread.job.worker) == (JobStatus.RUNNING, "worker-a")
+    if any_db.dialect != "pgsql":
+        assert len(begins) == 1  # the claim and the read: one transaction
+    with statements() as seen:
+        prepared = runner.run_begin(claim)
+    assert seen == []
+    assert prepared.job_id == second
+
+
+def test_a_failed_read_in_a_claim_transaction_claims_nothing(any_db: Database) -> None:
+    """The read is part of the claim: if it fails, the claim is rolled back with it (a
+    claim committed without its read would be fine, one rolled back half-way not)."""
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass")  # forbid: a transaction everywhere
+    (job_id,) = queued(any_db, rt_id, at=utcnow() - timedelta(seconds=1))
+
+    def broken(conn: Connection, job: int) -> None:
+        conn.exec_driver_sql("SELECT no_such_column FROM job")
+
+    with pytest.raises(Exception, match="no_such_column"):
+        queue.claim_next(any_db, "worker-a", LEASE, then=broken)
+    with any_db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and (job.status, job.worker) == (JobStatus.SCHEDULED, "")
+        assert s.query(ScheduleEntry).count() == 1
+    claim = queue.claim_next(any_db, "worker-b", LEASE, then=read_context)
+    assert claim is not None and claim.job_id == job_id and claim.preread is not None

@@ -306,7 +306,7 @@ class JobRunner:
                 claim, status, reason, result, runtemplate_id=prepared.runtemplate_id
             )
         if not prepared.keep_workdir:
-            shutil.rmtree(prepared.workdir, ignore_errors=True)
+            _remove_workdir(prepared.workdir)
         if not won:
             return JobStatus.LOST
         self._after_finish(claim.job_id, status, claim.worker, prepared.has_actions)
@@ -490,14 +490,25 @@ def _make_workdir(workdir: Path) -> None:
     import errno
 
     try:
-        workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        workdir.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(workdir, 0o700)
+        try:  # the usual case: the job root exists, the job's directory does not
+            os.mkdir(workdir, 0o700)
+        except FileNotFoundError:
+            workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.mkdir(workdir, 0o700)
+        except FileExistsError:  # left by an earlier attempt: made private again
+            os.chmod(workdir, 0o700)
     except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise PreflightFailure(
             lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
         ) from None
+
+
+def _remove_workdir(workdir: Path) -> None:
+    try:  # most jobs leave their directory empty: one system call
+        os.rmdir(workdir)
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _disk_full(path: Path) -> bool:

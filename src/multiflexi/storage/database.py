@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import DatabaseError, SchemaBehind
+from multiflexi.storage.writelock import WriterLock
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
@@ -133,7 +134,10 @@ class Database:
         if self.dialect == "sqlite":
             self._install_sqlite_hooks(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        self._writes = threading.RLock() if self.dialect == "sqlite" else None
+        self._writes: WriterLock | None = None
+        if self.dialect == "sqlite":
+            path = settings.sqlite_path
+            self._writes = WriterLock(path.with_name(path.name + "-writer"))
         self._patience = threading.local()
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         # PostgreSQL reads in autocommit, from a pool of their own: under READ COMMITTED
@@ -198,14 +202,7 @@ class Database:
 
     @contextmanager
     def _one_writer(self) -> Iterator[None]:
-        """On SQLite, one write transaction of this process at a time.
-
-        SQLite admits one writer; a second one waits in SQLite's busy handler, which
-        sleeps 1, 2, 5, 10... ms between tries, while write transactions here take a
-        fraction of a millisecond. Threads of one process queue on a lock instead and
-        start the moment the writer before them commits. (Other processes still meet
-        the busy handler.)
-        """
+        """On SQLite, one write transaction of this host at a time (see WriterLock)."""
         if self._writes is None:
             yield
             return
@@ -345,5 +342,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writes is not None:
+            self._writes.close()
         if self._read_engine is not None:
             self._read_engine.dispose()
