@@ -115,3 +115,18 @@ def test_threads_of_one_process_take_turns_and_a_thread_may_reenter(tmp_path: Pa
         check=False,
     )
     assert probe.returncode == 0
+
+
+def test_a_process_started_while_the_lock_is_held_does_not_inherit_it(tmp_path: Path) -> None:
+    """A job's process outliving an executor that died must not keep every writer out."""
+    path = tmp_path / "lock"
+    lock = WriterLock(path)
+    with lock:
+        child = subprocess.Popen(["sleep", "30"], close_fds=False)
+    try:
+        fds = Path(f"/proc/{child.pid}/fd")
+        targets = {os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()}
+        assert str(path) not in targets
+    finally:
+        child.kill()
+        child.wait(10)
