@@ -496,6 +496,8 @@ def _make_workdir(workdir: Path) -> None:
             workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.mkdir(workdir, 0o700)
         except FileExistsError:  # left by an earlier attempt: made private again
+            if not workdir.is_dir():
+                raise
             os.chmod(workdir, 0o700)
     except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))

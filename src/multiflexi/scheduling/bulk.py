@@ -137,8 +137,8 @@ def bulk_create_jobs(
         for p in plan
     ]
     # The environment holds the job's id: with ids known in advance (a sequence on
-    # PostgreSQL, SQLite, placeholder rows on MariaDB) each row is written once;
-    # otherwise inserted first, completed after.
+    # PostgreSQL, SQLite, a reserved range or placeholder rows on MariaDB) each row is
+    # written once; otherwise inserted first, completed after.
     reserved = queue.reserve_job_ids(session, len(plan))
     if reserved is None:
         reserved = _reserved_range(session, plan[0].req.rt.id, len(plan))
@@ -309,9 +309,10 @@ def _reserved_range(session: Session, rt_id: int, count: int) -> list[int] | Non
     placeholders borrow.
 
     None (and the caller falls back to a row per job) when the named lock is not had
-    within ``RESERVE_WAIT`` seconds, when ids do not step by one (``auto_increment_increment``, as in a
-    Galera cluster), or when another session inserted a job between the two placeholders
-    (its id is in the range: found by a locking read, which waits for its commit).
+    within ``RESERVE_WAIT`` seconds, when ids do not step by one
+    (``auto_increment_increment``, as in a Galera cluster), or when another session
+    inserted a job between the two placeholders (its id is in the range: found by a
+    locking read, which waits for its commit).
     """
     if session.get_bind().dialect.name != "mysql" or count < 1:
         return None

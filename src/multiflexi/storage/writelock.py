@@ -32,7 +32,8 @@ class WriterLock:
         if self._fd is None or self._pid != os.getpid():
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError:  # a read-only directory: threads still queue, processes spin
+            except OSError:  # a read-only directory: threads still queue, processes
+                # meet SQLite's busy handler as before
                 self._fd = None
             self._pid = os.getpid()
         return self._fd
