@@ -139,11 +139,27 @@ def open_database(backend: str, tmp_path: Path, servers: ServerDatabases) -> Dat
     return db
 
 
-@pytest.fixture
-def sqlite_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
-    db = open_database("sqlite", tmp_path, server_databases)
+def _one_database(
+    backend: str, tmp_path: Path, server_databases: ServerDatabases
+) -> Iterator[Database]:
+    db = open_database(backend, tmp_path, server_databases)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    yield from _one_database("sqlite", tmp_path, server_databases)
+
+
+@pytest.fixture
+def pg_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    yield from _one_database("pgsql", tmp_path, server_databases)
+
+
+@pytest.fixture
+def mysql_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
+    yield from _one_database("mysql", tmp_path, server_databases)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import Job, JobStatus, ScheduleEntry
 from multiflexi.storage.types import utcnow
-from tests.conftest import ServerDatabases, open_database
 from tests.factories import make_setup
 
 LEASE = 60
@@ -139,13 +137,6 @@ def _plans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
         yield from _plans(child)
-
-
-@pytest.fixture
-def pg_db(tmp_path: Path, server_databases: ServerDatabases) -> Iterator[Database]:
-    db = open_database("pgsql", tmp_path, server_databases)
-    yield db
-    db.dispose()
 
 
 def test_a_postgresql_claim_updates_its_job_through_the_primary_key(pg_db: Database) -> None:

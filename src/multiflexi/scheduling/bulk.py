@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, literal, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from multiflexi import queue
@@ -316,8 +316,6 @@ def _reserved_range(session: Session, rt_id: int, count: int) -> list[int] | Non
     """
     if session.get_bind().dialect.name != "mysql" or count < 1:
         return None
-    from sqlalchemy import func, text
-
     got, step = session.execute(
         select(func.get_lock(RESERVE_LOCK, RESERVE_WAIT), text("@@auto_increment_increment"))
     ).one()
