@@ -281,8 +281,9 @@ class _Run:
         # Popen's vfork child had ours: every job would report at least this process's
         # peak. Read it now (after the exec, so it bounds what was counted); a wait4
         # figure above it is the job's own, otherwise we fall back to sampling the job's
-        # VmHWM (see SAMPLE_FIRST).
-        self.baseline_kb = _vm_hwm_kb("self")
+        # VmHWM (see SAMPLE_FIRST). Our own ru_maxrss is at least our VmHWM, so it bounds
+        # the count as well, and a system call costs a tenth of reading /proc.
+        self.baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.peak_kb = _vm_hwm_kb(self.pid)
         self.sample_gap = SAMPLE_FIRST
         self.next_sample = self.t0 + SAMPLE_FIRST

@@ -98,6 +98,30 @@ def describe_connect_error(settings: Settings, exc: BaseException) -> str:
 MYSQL_SESSION = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')"
 
 
+def _sqlite_setup(engine: Engine, begin: str) -> None:
+    """WAL, foreign keys and a busy timeout on every connection; ``begin`` starts each
+    transaction (the driver's own implicit BEGIN is switched off)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    def do_begin(dbapi_conn: Any) -> None:
+        dbapi_conn.execute(begin)
+
+    # The dialect's hook rather than a "begin" event: one connection-level listener
+    # sends every statement of the engine through SQLAlchemy's event dispatch, which
+    # cost ~30 us per statement, a third of a short transaction. SQLAlchemy wraps a
+    # failed BEGIN (database locked) like any statement's error, so it is retried.
+    engine.dialect.do_begin = do_begin  # type: ignore[method-assign,assignment]
+
+
 class Database:
     """One configured database: engine, session factories and schema checks."""
 
@@ -131,9 +155,12 @@ class Database:
                 kwargs["connect_args"] = {"connect_timeout": 5, "init_command": MYSQL_SESSION}
                 kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
+        self._write_engine = self.engine
         if self.dialect == "sqlite":
-            self._install_sqlite_hooks(self.engine)
-        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            # Writes from a pool of their own, whose transactions begin IMMEDIATE.
+            self._write_engine = create_engine(url, **kwargs)
+            _sqlite_setup(self.engine, "BEGIN")
+            _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE")
         self._writes: WriterLock | None = None
         if self.dialect == "sqlite":
             path = settings.sqlite_path
@@ -154,30 +181,6 @@ class Database:
         self._reader = sessionmaker(bind=reads, expire_on_commit=False)
         if check_schema:
             self.ensure_schema()
-
-    @staticmethod
-    def _install_sqlite_hooks(engine: Engine) -> None:
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event decide how a transaction starts.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            # Straight to the driver: this runs for every transaction, and a statement
-            # through SQLAlchemy's execution path costs several times the BEGIN itself.
-            statement = f"BEGIN {mode}"
-            try:
-                conn.connection.driver_connection.execute(statement)
-            except sqlite3.Error as exc:  # as SQLAlchemy would wrap it: retried if locked
-                raise OperationalError(statement, None, exc) from exc
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -342,6 +345,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_engine is not self.engine:
+            self._write_engine.dispose()
         if self._writes is not None:
             self._writes.close()
         if self._read_engine is not None:
