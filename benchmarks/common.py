@@ -11,6 +11,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,24 @@ class Row:
 
 def load1() -> float:
     return os.getloadavg()[0]
+
+
+#: Iterations of :func:`cpu_probe`'s loop.
+PROBE_LOOP = 2_000_000
+
+
+def cpu_probe(rounds: int = 3) -> float:
+    """Seconds a fixed pure-Python loop takes (median of ``rounds``): how fast this machine
+    runs the interpreter right now. Shared virtual machines vary by a factor of three
+    within a day; two runs compare only next to this figure."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        total = 0
+        for i in range(PROBE_LOOP):
+            total += i
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times), 3)
 
 
 def median(values: Sequence[float]) -> float:
