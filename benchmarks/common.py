@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -57,22 +58,33 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-#: Iterations of :func:`cpu_probe`'s loop.
+#: Iterations of :func:`speed_probe`'s loop.
 PROBE_LOOP = 2_000_000
+#: What :func:`speed_probe` imports in a fresh interpreter.
+PROBE_IMPORT = "sqlalchemy.orm"
 
 
-def cpu_probe(rounds: int = 3) -> float:
-    """Seconds a fixed pure-Python loop takes (median of ``rounds``): how fast this machine
-    runs the interpreter right now. Shared virtual machines vary by a factor of three
-    within a day; two runs compare only next to this figure."""
-    times = []
+def speed_probe(rounds: int = 3) -> dict[str, float]:
+    """How fast this machine runs Python right now, median of ``rounds``: ``loop``, the
+    seconds of a fixed arithmetic loop (the CPU alone), and ``import``, the wall time of a
+    fresh interpreter importing :data:`PROBE_IMPORT` (memory-heavy work like the job
+    path's). On a shared virtual machine the second varies up to three times within a
+    day while the first barely moves: a neighbour's load shows in caches and memory, not
+    in the arithmetic."""
+    loops, imports = [], []
     for _ in range(rounds):
         start = time.perf_counter()
         total = 0
         for i in range(PROBE_LOOP):
             total += i
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 3)
+        loops.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {PROBE_IMPORT}"], check=True)
+        imports.append(time.perf_counter() - start)
+    return {
+        "loop": round(statistics.median(loops), 3),
+        "import": round(statistics.median(imports), 3),
+    }
 
 
 def median(values: Sequence[float]) -> float:

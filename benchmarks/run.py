@@ -33,7 +33,14 @@ if str(HERE.parent) not in sys.path:  # run as a script: make `benchmarks` impor
     sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import execution, tools  # noqa: E402
-from benchmarks.common import PROBE_LOOP, Databases, Row, cpu_probe, load1  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    PROBE_IMPORT,
+    PROBE_LOOP,
+    Databases,
+    Row,
+    load1,
+    speed_probe,
+)
 from benchmarks.executors import Harness, daemon_available  # noqa: E402
 
 BENCHMARKS: dict[str, Callable[[Harness], list[Row]]] = {
@@ -147,13 +154,14 @@ def report(document: dict[str, Any]) -> str:
         lines[-1] += (
             " -- **above the number of CPUs: the machine was shared, figures are pessimistic**"
         )
-    probe = document.get("cpu_probe_before"), document.get("cpu_probe_after")
-    if None not in probe:
+    start, end = document.get("speed_before"), document.get("speed_after")
+    if start and end:
         lines += [
             "",
-            f"CPU probe ({PROBE_LOOP / 1e6:g} M-iteration Python loop, median of 3): "
-            f"{probe[0]} s before, {probe[1]} s after -- this machine's speed varies up to "
-            "3x within a day; compare runs next to this figure",
+            f"Speed probe (median of 3; before / after the run): {PROBE_LOOP / 1e6:g} M-iteration "
+            f"Python loop {start['loop']} / {end['loop']} s, fresh `import {PROBE_IMPORT}` "
+            f"{start['import']} / {end['import']} s -- this machine runs up to 3x slower "
+            "in some hours; compare runs next to these figures",
         ]
     rows = [Row(**r) for r in document["rows"]]
     return "\n".join([*lines, "", table(rows)])
@@ -173,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "benchmarks": args.names,
         "load_before": [round(x, 2) for x in os.getloadavg()],
-        "cpu_probe_before": cpu_probe(),
+        "speed_before": speed_probe(),
     }
     # SIGTERM unwinds like Ctrl-C: executors stopped, databases dropped, temp dir removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -202,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     info["seconds"] = round(time.monotonic() - clock, 1)
     info["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    info["cpu_probe_after"] = cpu_probe()
+    info["speed_after"] = speed_probe()
     document = {**info, "rows": [asdict(r) for r in rows]}
     print(report(document))
     _save(document, started, complete=not args.quick and not args.only)
