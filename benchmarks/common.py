@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,20 +71,31 @@ def speed_probe(rounds: int = 3) -> dict[str, float]:
     path's). On a shared virtual machine the second varies up to three times within a
     day while the first barely moves: a neighbour's load shows in caches and memory, not
     in the arithmetic."""
-    loops, imports = [], []
+    loops = []
     for _ in range(rounds):
         start = time.perf_counter()
         total = 0
         for i in range(PROBE_LOOP):
             total += i
         loops.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {PROBE_IMPORT}"], check=True)
-        imports.append(time.perf_counter() - start)
-    return {
-        "loop": round(statistics.median(loops), 3),
-        "import": round(statistics.median(imports), 3),
-    }
+    imported = median_wall([sys.executable, "-c", f"import {PROBE_IMPORT}"], rounds)
+    return {"loop": round(statistics.median(loops), 3), "import": round(imported, 3)}
+
+
+def wall(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        line = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        raise BenchError(f"{' '.join(argv[-3:])} exited {done.returncode}: {line[0]}")
+    return elapsed
+
+
+def median_wall(argv: Sequence[str], runs: int, env: Mapping[str, str] | None = None) -> float:
+    """Median wall time of ``runs`` runs of a command, after one run to warm caches."""
+    wall(argv, env)  # warm-up: byte-code compiled, files in the page cache
+    return median([wall(argv, env) for _ in range(runs)])
 
 
 def median(values: Sequence[float]) -> float:

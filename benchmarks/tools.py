@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy import insert, select
 
-from benchmarks.common import BACKEND_NAMES, BenchError, Row, db_environment, load1, median, program
+from benchmarks.common import (
+    BACKEND_NAMES,
+    BenchError,
+    Row,
+    db_environment,
+    load1,
+    median_wall,
+    program,
+)
 from benchmarks.executors import Harness
 from benchmarks.jobs import make_template
 from multiflexi.storage.database import Database
@@ -19,21 +25,6 @@ from multiflexi.storage.models import Job, JobStatus, RunTemplate
 from multiflexi.storage.types import utcnow
 
 # -- 5. CLI -------------------------------------------------------------------------------
-
-
-def _wall(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        line = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-        raise BenchError(f"{' '.join(argv[-3:])} exited {done.returncode}: {line[0]}")
-    return elapsed
-
-
-def _median_wall(argv: Sequence[str], runs: int, env: Mapping[str, str] | None = None) -> float:
-    _wall(argv, env)  # warm-up: byte-code compiled, files in the page cache
-    return median([_wall(argv, env) for _ in range(runs)])
 
 
 def fill_finished_jobs(db: Database, count: int, *, batch: int = 10_000) -> None:
@@ -93,8 +84,8 @@ def cli(h: Harness) -> list[Row]:
     # the project's modules on every call, unlike the libraries of the floor).
     compiled = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     compiled["PYTHONPYCACHEPREFIX"] = str(h.root / "pycache")
-    floor_typer = _median_wall([python, "-c", "import typer"], runs, compiled)
-    floor_all = _median_wall(
+    floor_typer = median_wall([python, "-c", "import typer"], runs, compiled)
+    floor_all = median_wall(
         [python, "-c", "import typer, sqlalchemy.orm, rich.table"], runs, compiled
     )
     db = h.open("sqlite")
@@ -121,7 +112,7 @@ def cli(h: Harness) -> list[Row]:
         shown = "multiflexi-cli " + " ".join(argv[1:])
         name = f"CLI `{shown}`, SQLite, {jobs:,} jobs"
         try:
-            wall = _median_wall(argv, runs, env)
+            wall = median_wall(argv, runs, env)
         except BenchError as exc:
             rows.append(Row(name, None, "ms", note=f"not measured: {exc}", load=load))
             continue

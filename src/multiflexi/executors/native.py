@@ -53,7 +53,7 @@ SAMPLE_GROWTH = 1.25
 MARKER = "MULTIFLEXI_TMP"
 
 
-def _vm_hwm_kb(pid: int | str) -> int:
+def _vm_hwm_kb(pid: int) -> int:
     """Peak RSS (``VmHWM``, KiB) of a live process's current address space; 0 if unknown."""
     try:
         with open(f"/proc/{pid}/status", "rb") as status:

@@ -156,13 +156,12 @@ class Database:
                 kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
         self._write_engine = self.engine
+        self._writes: WriterLock | None = None
         if self.dialect == "sqlite":
             # Writes from a pool of their own, whose transactions begin IMMEDIATE.
             self._write_engine = create_engine(url, **kwargs)
             _sqlite_setup(self.engine, "BEGIN")
             _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE")
-        self._writes: WriterLock | None = None
-        if self.dialect == "sqlite":
             path = settings.sqlite_path
             self._writes = WriterLock(path.with_name(path.name + "-writer"))
         self._patience = threading.local()
