@@ -22,3 +22,20 @@ def test_migrated_schema_equals_the_models(any_db: Database) -> None:
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
     assert any_db.current_revision() == HEAD
+
+
+def test_migration_0004_drops_the_job_state_indexes_and_gives_them_back(any_db: Database) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def job_indexes() -> set[str]:
+        with any_db.engine.connect() as conn:
+            return {ix["name"] or "" for ix in inspect(conn).get_indexes("job")}
+
+    assert {"ix_job_status", "ix_job_begin"}.isdisjoint(job_indexes())
+    command.downgrade(alembic_config(any_db.engine), "0003")
+    assert any_db.current_revision() == "0003"
+    assert {"ix_job_status", "ix_job_begin"} <= job_indexes()
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD
+    assert {"ix_job_status", "ix_job_begin"}.isdisjoint(job_indexes())

@@ -59,7 +59,7 @@ class Job(Base):
     runtemplate_id: Mapped[int | None] = mapped_column(
         ForeignKey("runtemplate.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.LOADED, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.LOADED)
     #: Why a job failed, was lost or cancelled (timeout, signal, missing executable ...).
     reason: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -67,7 +67,7 @@ class Job(Base):
     #: The planned start (not-before) time.
     schedule: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     schedule_type: Mapped[str] = mapped_column(String(32), default="adhoc")
-    begin: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    begin: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     exitcode: Mapped[int | None] = mapped_column(Integer, nullable=True)
     signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
