@@ -192,7 +192,6 @@ def wait_final(
             alive()
         now = time.monotonic()
         if now > deadline:
-            done = finished_count(db, job_ids)
             raise BenchError(f"only {done} of {len(job_ids)} jobs finished within {timeout:.0f} s")
         time.sleep(next_look(done, len(job_ids), now - start, poll))
 
