@@ -1,4 +1,5 @@
-"""The executor's pool of job threads: slots, and starts before bookkeeping."""
+"""The executor's pool of job threads: slots; a long job's slot free before its
+bookkeeping, a short job's thread going on with the next claim itself."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def test_a_slot_is_free_again_when_the_process_ends_before_the_job_is_finished_w
 
     pool = JobPool(work, limit=1, on_done=lambda: None)
     pool.HANDOVER_SECONDS = 0.0
+    pool.OVERLAP_AFTER = 0.0  # every process counts as a long one
     pool.submit(claim(1))
     assert ended.wait(5)
     assert (pool.free(), pool.running()) == (1, 1)
@@ -71,6 +73,7 @@ def test_bookkeeping_of_a_finished_job_waits_for_the_next_job_to_start() -> None
 
     pool = JobPool(work, limit=1, on_done=lambda: None)
     pool.HANDOVER_SECONDS = 5.0
+    pool.OVERLAP_AFTER = 0.0
     pool.submit(claim(1))
     deadline = time.monotonic() + 5
     while pool.free() == 0 and time.monotonic() < deadline:
@@ -112,6 +115,7 @@ def test_bookkeeping_waits_no_longer_than_the_handover_limit() -> None:
 
     pool = JobPool(work, limit=1, on_done=lambda: None)
     pool.HANDOVER_SECONDS = 0.3
+    pool.OVERLAP_AFTER = 0.0
     pool.submit(claim(1))
     assert pool.join(10)
     assert waited and 0.25 <= waited[0] < 3.0
@@ -140,3 +144,104 @@ def test_a_job_that_fails_before_its_process_starts_does_not_hold_up_the_others(
     assert pool.join(10)
     assert waited and waited[0] < 2.0
     assert (pool.free(), pool.running()) == (2, 0)
+
+
+def test_a_short_job_keeps_its_slot_until_it_is_finished_with() -> None:
+    seen: list[tuple[int, int]] = []
+    pool: JobPool
+
+    def work(_job: Claim, slot: Slot) -> None:
+        slot.started()
+        slot.ended()  # well under OVERLAP_AFTER
+        seen.append((pool.free(), pool.running()))
+
+    done = threading.Event()
+    pool = JobPool(work, limit=1, on_done=done.set)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    assert pool.join(10) and done.is_set()
+    assert seen == [(0, 1)]  # still holding it while storing output
+    assert (pool.free(), pool.running()) == (1, 0)
+
+
+def test_a_long_job_frees_its_slot_when_its_process_ends_and_is_not_refilled() -> None:
+    seen: list[int] = []
+    asked: list[int] = []
+    pool: JobPool
+
+    def work(_job: Claim, slot: Slot) -> None:
+        slot.started()
+        time.sleep(0.05)
+        slot.ended()
+        seen.append(pool.free())
+
+    def refill() -> Claim | None:
+        asked.append(1)
+        return None
+
+    pool = JobPool(work, limit=1, on_done=lambda: pool.claimed(), refill=refill)
+    pool.OVERLAP_AFTER = 0.01
+    pool.submit(claim(1))
+    assert pool.join(10)
+    assert seen == [1] and asked == []  # the claiming loop takes a freed slot
+
+
+def test_the_thread_of_a_short_job_runs_the_next_claims_itself() -> None:
+    threads: list[tuple[int, int]] = []
+    running: list[int] = []
+    follow = [claim(2), claim(3)]
+    done: list[int] = []
+    pool: JobPool
+
+    def work(job: Claim, slot: Slot) -> None:
+        slot.started()
+        slot.ended()
+        threads.append((job.job_id, threading.get_ident()))
+
+    def refill() -> Claim | None:
+        running.append(pool.running())  # the finished job still counts: no gap at 0
+        return follow.pop(0) if follow else None
+
+    pool = JobPool(work, limit=1, on_done=lambda: done.append(pool.running()), refill=refill)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    assert pool.join(10)
+    assert [job_id for job_id, _ in threads] == [1, 2, 3]
+    assert len({ident for _, ident in threads}) == 1
+    assert running == [1, 1, 1]
+    assert done == [0]  # the loop is woken once, when no claim followed
+    assert (pool.free(), pool.running()) == (1, 0)
+    pool.submit(claim(4))  # the idle thread takes the next submitted claim
+    assert pool.join(10)
+    assert [job_id for job_id, _ in threads] == [1, 2, 3, 4]
+    assert len({ident for _, ident in threads}) == 1
+
+
+def test_no_refill_above_a_lowered_limit_and_a_failing_refill_frees_the_slot() -> None:
+    release = threading.Event()
+    asked: list[int] = []
+    pool: JobPool
+
+    def work(job: Claim, slot: Slot) -> None:
+        slot.started()
+        if job.job_id == 1:
+            release.wait(10)
+        slot.ended()
+
+    def refill() -> Claim | None:
+        asked.append(1)
+        raise RuntimeError("database gone")
+
+    pool = JobPool(work, limit=2, on_done=lambda: None, refill=refill)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    pool.submit(claim(2))
+    deadline = time.monotonic() + 10
+    while pool.running() > 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert asked == [1]  # job 2 asked; the failure freed its slot
+    assert (pool.free(), pool.running()) == (1, 1)
+    pool.limit = 0  # SIGHUP: job 1's slot is above the limit now
+    release.set()
+    assert pool.join(10)
+    assert asked == [1] and pool.running() == 0

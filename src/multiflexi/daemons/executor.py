@@ -89,7 +89,10 @@ class ExecutorDaemon:
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
         self.env_file = env_file
         self.runner = JobRunner(db, settings, cancel=self.signals.cancel, job_hooks=job_hooks)
-        self.pool = JobPool(self._perform, max_parallel or settings.max_parallel, self._job_done)
+        limit = max_parallel or settings.max_parallel
+        self.pool = JobPool(self._perform, limit, self._job_done, refill=self._refill)
+        #: Held while claiming: by the loop, or by a job's thread that claims its next job.
+        self._claiming = threading.Lock()
         self.claim_until: datetime | None = None  # process(): only jobs due at its start
         self.claims = 0
         #: The ids claimed by process() (a daemon does not keep them: it runs for months).
@@ -136,35 +139,66 @@ class ExecutorDaemon:
                 due, self.next_due = queue.due_state(session, self.claim_until or now)
             if not due:
                 return False
-        claimed = False
-        while self.pool.free() > 0 and not self.signals.stopping and not self.exhausted:
-            claim = queue.claim_next(
-                self.db,
-                self.worker_id,
-                self.settings.lease_seconds,
-                now=self.claim_until,
-                then=read_context,
-            )
-            if claim is None:
-                # Due jobs that could not be claimed wait for a running job of their
-                # template: those of ``skip`` templates are cancelled instead.
-                for job_id in queue.skip_overlapping(self.db, now):
-                    log.info("action=skip job_id=%s reason=previous run still running", job_id)
-                break
-            log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
-            with self._lock:
-                self._mine.add(claim.job_id)
-            self.claims += 1
-            if self.claim_until is not None:
-                self.claimed.append(claim.job_id)
-            self.pool.submit(claim)
-            claimed = True
+        claimed = missed = False
+        with self._claiming:
+            while self.pool.free() > 0 and not self.signals.stopping and not self.exhausted:
+                claim = self._claim_one()
+                if claim is None:
+                    missed = True
+                    break
+                self.pool.submit(claim)
+                claimed = True
+        if missed:
+            # Due jobs that could not be claimed wait for a running job of their
+            # template: those of ``skip`` templates are cancelled instead.
+            for job_id in queue.skip_overlapping(self.db, now):
+                log.info("action=skip job_id=%s reason=previous run still running", job_id)
         # While claims succeed, the next step claims straight away; after a miss, it polls.
         self._draining = claimed
         if not claimed:
             with self.db.read() as session:
                 self.next_due = queue.due_state(session, self.claim_until or now)[1]
         return claimed
+
+    def _claim_one(self) -> Claim | None:
+        """Claim the most urgent due job for this executor; the caller holds ``_claiming``."""
+        claim = queue.claim_next(
+            self.db,
+            self.worker_id,
+            self.settings.lease_seconds,
+            now=self.claim_until,
+            then=read_context,
+        )
+        if claim is None:
+            return None
+        log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+        with self._lock:
+            self._mine.add(claim.job_id)
+        self.claims += 1
+        if self.claim_until is not None:
+            self.claimed.append(claim.job_id)
+        return claim
+
+    def _refill(self) -> Claim | None:
+        """The next job for the thread of a short job that is finished with, while due
+        jobs keep coming (see JobPool); None leaves the slot to the claiming loop: after
+        a miss, while the loop claims, when stopping or failing."""
+        if not self._draining or self.signals.stopping or self.exhausted:
+            return None
+        if not self._claiming.acquire(blocking=False):
+            return None
+        try:
+            if self.exhausted:  # counted under the lock: --limit holds
+                return None
+            # Not the finished job's patience (its lease): a failing claim is the loop's.
+            with self.db.patient(0.0):
+                return self._claim_one()
+        except Exception as exc:
+            log.error("action=claim error=%s", one_line(exc))
+            log.debug("action=claim", exc_info=True)
+            return None
+        finally:
+            self._claiming.release()
 
     @property
     def exhausted(self) -> bool:
@@ -238,15 +272,18 @@ class ExecutorDaemon:
         """Requeue the jobs claimed under our id that no thread here runs. A claim whose
         commit reached the database while the connection broke (a server restart) is
         retried, and the retry claims another job: the first would wait, claimed and
-        never started, until its lease ran out and recovery called it lost. Runs in the
-        claiming thread, so every claim that returned is in ``_mine`` already. A job of
-        ours stays there while it runs under our id, also after its thread gave up on it
-        (lease lost, an error): whether it ran is for recovery to say."""
-        with self.db.read() as session:
-            found = queue.claimed_since(session, self.worker_id, self.started_at)
-        with self._lock:
-            unknown = [job_id for job_id in found if job_id not in self._mine]
-            self._mine.intersection_update(found)
+        never started, until its lease ran out and recovery called it lost. Holds the
+        claiming lock (a job's thread may claim its next job too), so every claim that
+        returned is in ``_mine`` already and none lands between the read and the
+        comparison. A job of ours stays there while it runs under our id, also after its
+        thread gave up on it (lease lost, an error): whether it ran is for recovery to
+        say."""
+        with self._claiming:
+            with self.db.read() as session:
+                found = queue.claimed_since(session, self.worker_id, self.started_at)
+            with self._lock:
+                unknown = [job_id for job_id in found if job_id not in self._mine]
+                self._mine.intersection_update(found)
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
                 log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)

@@ -24,11 +24,20 @@ class JobPool:
     may change (SIGHUP).
 
     ``work(claim, slot)`` calls ``slot.started()`` once the job's process has started and
-    ``slot.ended()`` once it has ended: the slot is then free for the next claim while
-    this job still stores its output and final status. That bookkeeping first waits (at
-    most ``HANDOVER_SECONDS``) until the claim the free slot called for has been tried
-    and the jobs being started have started: the threads share one interpreter, and a
-    start is what someone is waiting for (with 8 executors on 2 cores, ~2 ms per job).
+    ``slot.ended()`` once it has ended. What happens next depends on how long the process
+    ran:
+
+    * At least ``OVERLAP_AFTER``: the slot is free at once for the next claim while this
+      job still stores its output and final status. That bookkeeping first waits (at
+      most ``HANDOVER_SECONDS``) until the claim the free slot called for has been tried
+      and the jobs being started have started: the threads share one interpreter, and a
+      start is what someone is waiting for (with 8 executors on 2 cores, ~2 ms per job).
+    * Shorter: the job keeps its slot through its bookkeeping; then its thread asks
+      ``refill()`` for the next claim and runs it itself, and only frees the slot (and
+      calls ``on_done``) when there is none. For short jobs the hand-over between threads
+      cost more than the overlap gave: a quarter of the executor's CPU per job (six times
+      the context switches), measured side by side in docs/daemons.md.
+
     Threads are kept and reused: starting one per job cost a third of a short job's
     bookkeeping.
     """
@@ -37,14 +46,18 @@ class JobPool:
     IDLE_SECONDS = 60.0
     #: The longest a finished job's bookkeeping waits for the next start.
     HANDOVER_SECONDS = 0.05
+    #: A process that ran this long frees its slot before its job's bookkeeping.
+    OVERLAP_AFTER = 0.05
 
     def __init__(
         self,
         work: Callable[[Claim, Slot], None],
         limit: int,
         on_done: Callable[[], None],
+        refill: Callable[[], Claim | None] | None = None,
     ):
         self.work, self.limit, self.on_done = work, limit, on_done
+        self.refill = refill
         self._cond = threading.Condition()
         self._waiting: list[Claim] = []
         self._slots = 0  # claims whose process may still run
@@ -62,6 +75,11 @@ class JobPool:
     def free(self) -> int:
         with self._cond:
             return max(0, self.limit - self._slots)
+
+    def _within_limit(self) -> bool:
+        """No more slots taken than the limit allows (SIGHUP may have lowered it)."""
+        with self._cond:
+            return self._slots <= self.limit
 
     def submit(self, claim: Claim) -> None:
         with self._cond:
@@ -117,16 +135,34 @@ class JobPool:
                 self._idle -= 1
 
     def _serve(self) -> None:
-        while (claim := self._next()) is not None:
+        claim = self._next()
+        while claim is not None:
             slot = _JobSlot(self)
             try:
                 self.work(claim, slot)
             finally:
+                claim = self._after(slot) or self._next()
+
+    def _after(self, slot: _JobSlot) -> Claim | None:
+        """A job is finished with: the next claim for this thread to run, or None (the
+        slot is free, the thread waits in :meth:`_next`)."""
+        if not slot.is_freed and self.refill is not None and self._within_limit():
+            try:
+                follow = self.refill()
+            except Exception:  # the claiming loop's turn: it logs what keeps failing
+                follow = None
+            if follow is not None:  # the slot and the running count pass to it
                 with self._cond:
-                    self._jobs -= 1
-                    self._cond.notify_all()
-                slot.ended(settle=False)
-                self.on_done()
+                    self._starting += 1
+                return follow
+        with self._cond:
+            self._jobs -= 1
+            self._cond.notify_all()
+        if slot.is_freed:
+            self.on_done()  # freed when its process ended: now it is over too
+        else:
+            slot.free()  # calls on_done
+        return None
 
     def join(self, timeout: float | None, interrupt: threading.Event | None = None) -> bool:
         """Wait until no job runs; False on timeout or when ``interrupt`` is set."""
@@ -148,18 +184,26 @@ class _JobSlot:
 
     def __init__(self, pool: JobPool) -> None:
         self.pool = pool
-        self.is_started = self.is_ended = False
+        self.is_started = self.is_freed = False
+        self.started_at = 0.0
 
     def started(self) -> None:
         if not self.is_started:
             self.is_started = True
+            self.started_at = time.monotonic()
             self.pool._count_start()
 
-    def ended(self, *, settle: bool = True) -> None:
+    def ended(self) -> None:
+        """The job's process has ended: a long one's slot is free now (see JobPool)."""
         self.started()
-        if self.is_ended:
+        if self.is_freed or time.monotonic() - self.started_at < self.pool.OVERLAP_AFTER:
             return
-        self.is_ended = True
-        freed = self.pool._free_slot()
-        if settle:
-            self.pool._settle(freed)
+        self.pool._settle(self.free())
+
+    def free(self) -> int:
+        """Give the slot back (once); the number of slots freed so far."""
+        self.started()
+        if self.is_freed:
+            return 0
+        self.is_freed = True
+        return self.pool._free_slot()

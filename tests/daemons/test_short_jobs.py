@@ -1,0 +1,84 @@
+"""Short jobs back to back: the thread of a finished short job claims and runs the next
+one itself, within the concurrency cap and ``--limit``, each job exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from multiflexi.daemons.executor import ExecutorDaemon
+from multiflexi.jobs.service import create_job
+from multiflexi.storage.database import Database
+from multiflexi.storage.models import JobStatus
+from tests.daemons.helpers import job
+from tests.factories import make_setup
+
+
+class Watch:
+    """Wraps the runner's ``perform_job``: which threads ran jobs, how many at once."""
+
+    def __init__(self, executor: ExecutorDaemon) -> None:
+        self.threads: Counter[int] = Counter()
+        self.jobs: Counter[int] = Counter()
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+        inner = executor.runner.perform_job
+
+        def perform(claim, **kw):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.threads[threading.get_ident()] += 1
+                self.jobs[claim.job_id] += 1
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                return inner(claim, **kw)
+            finally:
+                with self._lock:
+                    self.now -= 1
+
+        executor.runner.perform_job = perform  # type: ignore[method-assign]
+
+
+def _executor(db: Database, parallel: int, limit: int | None = None) -> ExecutorDaemon:
+    executor = ExecutorDaemon(
+        db, db.settings, worker_id="exec-short", max_parallel=parallel, limit=limit, job_hooks=[]
+    )
+    executor.pool.OVERLAP_AFTER = 60.0  # every job counts as short, however slow the host
+    return executor
+
+
+def test_one_slot_runs_short_jobs_one_after_another_on_one_thread(any_db: Database) -> None:
+    *_, rt = make_setup(any_db, executable="/bin/echo", cmdparams="ran", overlap="allow")
+    ids = [create_job(any_db, any_db.settings, runtemplate_id=rt).id for _ in range(12)]
+    executor = _executor(any_db, 1)
+    watch = Watch(executor)
+    executor.process()
+    assert executor.results == {"success": 12}
+    assert watch.jobs == {job_id: 1 for job_id in ids}
+    assert len(watch.threads) == 1 and watch.most == 1
+    assert all(job(any_db, job_id).status == JobStatus.SUCCESS for job_id in ids)
+
+
+@pytest.mark.parametrize("parallel", [2, 3])
+def test_refills_keep_to_the_concurrency_cap(sqlite_db: Database, parallel: int) -> None:
+    *_, rt = make_setup(sqlite_db, executable="/bin/echo", cmdparams="ran", overlap="allow")
+    ids = [create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id for _ in range(15)]
+    executor = _executor(sqlite_db, parallel)
+    watch = Watch(executor)
+    executor.process()
+    assert executor.results == {"success": 15}
+    assert watch.jobs == {job_id: 1 for job_id in ids}
+    assert 1 <= watch.most <= parallel and len(watch.threads) <= parallel
+
+
+def test_refills_stop_at_the_limit(sqlite_db: Database) -> None:
+    *_, rt = make_setup(sqlite_db, executable="/bin/echo", cmdparams="ran", overlap="allow")
+    ids = [create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id for _ in range(8)]
+    executor = _executor(sqlite_db, 1, limit=3)
+    watch = Watch(executor)
+    executor.process()
+    assert executor.results == {"success": 3} and executor.claims == 3
+    assert sorted(watch.jobs) == ids[:3]
+    assert [job(sqlite_db, job_id).status for job_id in ids[3:]] == [JobStatus.SCHEDULED] * 5
