@@ -7,6 +7,8 @@ import threading
 import time
 from datetime import datetime
 
+import pytest
+
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.queue import Claim
 
@@ -245,3 +247,33 @@ def test_no_refill_above_a_lowered_limit_and_a_failing_refill_frees_the_slot() -
     release.set()
     assert pool.join(10)
     assert asked == [1] and pool.running() == 0
+
+
+class _Abort(BaseException):
+    """What no job path catches (as KeyboardInterrupt would be)."""
+
+
+def test_a_job_thread_that_dies_claims_nothing_more_and_frees_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+    died: list[threading.Thread] = []
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
+
+    def work(_job: Claim, slot: Slot) -> None:
+        slot.started()
+        died.append(threading.current_thread())
+        raise _Abort
+
+    def refill() -> Claim | None:
+        asked.append(1)
+        return claim(2)
+
+    pool = JobPool(work, limit=1, on_done=lambda: None, refill=refill)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    assert pool.join(10)
+    died[0].join(10)
+    assert seen == [_Abort]
+    assert asked == [] and (pool.free(), pool.running()) == (1, 0)

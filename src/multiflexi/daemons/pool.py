@@ -138,15 +138,19 @@ class JobPool:
         claim = self._next()
         while claim is not None:
             slot = _JobSlot(self)
+            done = False
             try:
                 self.work(claim, slot)
+                done = True
             finally:
-                claim = self._after(slot) or self._next()
+                # After an exception nothing more is claimed: the thread ends with it.
+                follow = self._after(slot, go_on=done)
+            claim = follow or self._next()
 
-    def _after(self, slot: _JobSlot) -> Claim | None:
+    def _after(self, slot: _JobSlot, *, go_on: bool = True) -> Claim | None:
         """A job is finished with: the next claim for this thread to run, or None (the
         slot is free, the thread waits in :meth:`_next`)."""
-        if not slot.is_freed and self.refill is not None and self._within_limit():
+        if go_on and not slot.is_freed and self.refill is not None and self._within_limit():
             try:
                 follow = self.refill()
             except Exception:  # the claiming loop's turn: it logs what keeps failing
