@@ -1,5 +1,5 @@
-"""The executor's worker threads: at most ``limit`` job processes at once, and starts
-before bookkeeping."""
+"""The executor's worker threads: at most ``limit`` job processes at once; a long job's
+successor starts before its bookkeeping, a short job's thread runs its successor itself."""
 
 from __future__ import annotations
 
