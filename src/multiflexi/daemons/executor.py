@@ -89,8 +89,8 @@ class ExecutorDaemon:
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
         self.env_file = env_file
         self.runner = JobRunner(db, settings, cancel=self.signals.cancel, job_hooks=job_hooks)
-        limit = max_parallel or settings.max_parallel
-        self.pool = JobPool(self._perform, limit, self._job_done, refill=self._refill)
+        parallel = max_parallel or settings.max_parallel
+        self.pool = JobPool(self._perform, parallel, self._job_done, refill=self._refill)
         #: Held while claiming: by the loop, or by a job's thread that claims its next job.
         self._claiming = threading.Lock()
         self.claim_until: datetime | None = None  # process(): only jobs due at its start
@@ -183,7 +183,7 @@ class ExecutorDaemon:
         """The next job for the thread of a short job that is finished with, while due
         jobs keep coming (see JobPool); None leaves the slot to the claiming loop: after
         a miss, while the loop claims, when stopping or failing."""
-        if not self._draining or self.signals.stopping or self.exhausted:
+        if not self._draining or self.signals.stopping:
             return None
         if not self._claiming.acquire(blocking=False):
             return None

@@ -147,7 +147,7 @@ class JobPool:
                 follow = self._after(slot, go_on=done)
             claim = follow or self._next()
 
-    def _after(self, slot: _JobSlot, *, go_on: bool = True) -> Claim | None:
+    def _after(self, slot: _JobSlot, *, go_on: bool) -> Claim | None:
         """A job is finished with: the next claim for this thread to run, or None (the
         slot is free, the thread waits in :meth:`_next`)."""
         if go_on and not slot.is_freed and self.refill is not None and self._within_limit():
