@@ -269,27 +269,63 @@ def claim_next(
         found = db.statement(lambda conn: _pick_and_take(conn, worker, lease_seconds, now, then))
         if found is not _OVERLAP_CHECK:
             return found
+    return db.transact(lambda conn: _claim_on(conn, worker, lease_seconds, now, then))
 
-    def attempt(conn: Connection) -> Claim | None:
-        sql = _sql(conn)
-        rows = conn.execute(sql.pick, {"b_now": now or utcnow()}).all()
-        locking = conn.dialect.name not in ("sqlite", "postgresql")
-        for row in rows:
-            if locking and conn.execute(sql.lock_entry, {"b_entry": row.id}).first() is None:
-                continue  # another executor is taking it
-            if row.runtemplate_id is not None and row.overlap not in (None, "allow"):
-                if conn.dialect.name != "sqlite":  # serialise claims of one template
-                    conn.execute(sql.lock_template, {"b_rt": row.runtemplate_id})
-                sibling = {"b_rt": row.runtemplate_id, "b_job": row.job}
-                if conn.execute(sql.running_sibling, sibling).first() is not None:
-                    continue
-            claim = _take_row(conn, sql, row.job, worker, lease_seconds)
-            if claim is not None and then is not None:
-                claim = Claim(claim.job_id, worker, claim.lease_until, then(conn, claim.job_id))
-            return claim
-        return None
 
-    return db.transact(attempt)
+def claim_next_in(
+    conn: Connection,
+    worker: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+    *,
+    then: Callable[[Connection, int], Any] | None = None,
+) -> Claim | None:
+    """Claim the most urgent due job in the caller's write transaction: the one that
+    finishes this worker's previous job (see ``finish(then=...)``), so that a short job
+    and its successor cost one write transaction, not two.
+
+    None when nothing is due, and also when the most urgent job's template forbids
+    overlapping runs on PostgreSQL or MariaDB: checking that locks the template's row,
+    and a transaction that has counted a finished job on another template's row must
+    not wait for a second one (two executors would wait on each other). The caller's
+    own claim then takes such a job. A failed ``then`` fails the transaction: on
+    PostgreSQL the error has aborted it already.
+    """
+    if conn.dialect.name == "postgresql":
+        found = _pick_and_take(conn, worker, lease_seconds, now, then, in_transaction=True)
+        return None if found is _OVERLAP_CHECK else found
+    return _claim_on(conn, worker, lease_seconds, now, then, lock_templates=False)
+
+
+def _claim_on(
+    conn: Connection,
+    worker: str,
+    lease_seconds: float,
+    now: datetime | None,
+    then: Callable[[Connection, int], Any] | None,
+    *,
+    lock_templates: bool = True,
+) -> Claim | None:
+    """A claim in a write transaction (SQLite, MariaDB, templates that forbid overlap)."""
+    sql = _sql(conn)
+    rows = conn.execute(sql.pick, {"b_now": now or utcnow()}).all()
+    locking = conn.dialect.name not in ("sqlite", "postgresql")
+    for row in rows:
+        if locking and conn.execute(sql.lock_entry, {"b_entry": row.id}).first() is None:
+            continue  # another executor is taking it
+        if row.runtemplate_id is not None and row.overlap not in (None, "allow"):
+            if conn.dialect.name != "sqlite":  # serialise claims of one template
+                if not lock_templates:
+                    return None
+                conn.execute(sql.lock_template, {"b_rt": row.runtemplate_id})
+            sibling = {"b_rt": row.runtemplate_id, "b_job": row.job}
+            if conn.execute(sql.running_sibling, sibling).first() is not None:
+                continue
+        claim = _take_row(conn, sql, row.job, worker, lease_seconds)
+        if claim is not None and then is not None:
+            claim = Claim(claim.job_id, worker, claim.lease_until, then(conn, claim.job_id))
+        return claim
+    return None
 
 
 #: The most urgent due job belongs to a template that forbids overlapping runs.
@@ -302,6 +338,8 @@ def _pick_and_take(
     lease_seconds: float,
     now: datetime | None,
     then: Callable[[Connection, int], Any] | None = None,
+    *,
+    in_transaction: bool = False,
 ) -> Claim | None:
     moment = utcnow()
     lease = moment + timedelta(seconds=lease_seconds)
@@ -310,7 +348,11 @@ def _pick_and_take(
     if row is None:
         return None
     if row.taken is not None:
-        return Claim(row.taken, worker, lease, _read_after(conn, then, row.taken))
+        if in_transaction:  # a failed read has aborted the transaction: it fails whole
+            preread = then(conn, row.taken) if then is not None else None
+        else:
+            preread = _read_after(conn, then, row.taken)
+        return Claim(row.taken, worker, lease, preread)
     # Dropped but not taken: the job was no longer ``scheduled``; its queue row is gone.
     return None if row.dropped is not None else _OVERLAP_CHECK
 
@@ -425,13 +467,16 @@ def finish(
     runtemplate_id: int | None,
     *,
     before: Callable[[Connection], object] | None = None,
+    then: Callable[[Connection], object] | None = None,
 ) -> bool:
     """Write a job's final status if the job is still ours; count it on its template.
     False: it is not ours any more (marked lost meanwhile), and no status was written.
     ``before`` writes more in the same transaction (the job's output), whatever the
     outcome of the status write -- unless the job already holds exactly this outcome: a
     retry after a commit whose answer was lost (the connection broke) finds its own
-    write done, and neither repeats it nor reports the job lost."""
+    write done, and neither repeats it nor reports the job lost. ``then`` runs last in
+    every attempt, whatever the outcome (the executor claims the thread's next job
+    there): the attempt that commits is the last one that ran it."""
     values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
     values |= {"b_job": claim.job_id, "b_worker": claim.worker}
 
@@ -451,7 +496,13 @@ def finish(
             before(conn)
         return False
 
-    return db.transact(write)
+    def write_then(conn: Connection) -> bool:
+        won = write(conn)
+        if then is not None:
+            then(conn)
+        return won
+
+    return db.transact(write_then)
 
 
 def due_count(session: Session, now: datetime | None = None) -> int:

@@ -277,3 +277,84 @@ def test_a_job_thread_that_dies_claims_nothing_more_and_frees_its_slot(
     died[0].join(10)
     assert seen == [_Abort]
     assert asked == [] and (pool.free(), pool.running()) == (1, 0)
+
+
+def test_a_successor_handed_over_by_the_job_runs_next_on_its_thread_without_a_refill() -> None:
+    ran: list[tuple[int, int]] = []
+    asked: list[int] = []
+    done: list[int] = []
+    pool: JobPool
+
+    def work(job: Claim, slot: Slot) -> None:
+        slot.started()
+        slot.ended()
+        ran.append((job.job_id, threading.get_ident()))
+        assert slot.may_go_on()  # short: it still holds its slot
+        # Jobs 1 and 2 name their successor; job 3 looked and found nothing.
+        slot.go_on_with(claim(job.job_id + 1) if job.job_id < 3 else None)
+
+    def refill() -> Claim | None:
+        asked.append(1)
+        return claim(99)
+
+    pool = JobPool(work, limit=1, on_done=lambda: done.append(pool.running()), refill=refill)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    assert pool.join(10)
+    assert [job_id for job_id, _ in ran] == [1, 2, 3]
+    assert len({ident for _, ident in ran}) == 1
+    assert asked == []  # a job that looked for its successor is not asked again
+    assert done == [0] and (pool.free(), pool.running()) == (1, 0)
+
+
+def test_a_long_job_may_not_go_on_and_a_lowered_limit_stops_a_short_one() -> None:
+    answers: dict[int, bool] = {}
+    release = threading.Event()
+    pool: JobPool
+
+    def work(job: Claim, slot: Slot) -> None:
+        slot.started()
+        if job.job_id == 1:
+            time.sleep(0.05)  # longer than OVERLAP_AFTER below: its slot is freed
+        else:
+            release.wait(10)
+        slot.ended()
+        answers[job.job_id] = slot.may_go_on()
+
+    pool = JobPool(work, limit=2, on_done=lambda: None)
+    pool.OVERLAP_AFTER = 0.01
+    pool.submit(claim(2))
+    pool.submit(claim(1))
+    deadline = time.monotonic() + 10
+    while 1 not in answers and time.monotonic() < deadline:
+        time.sleep(0.005)
+    pool.OVERLAP_AFTER = 60.0  # job 2 counts as short...
+    pool.limit = 0  # ...but SIGHUP lowered the limit below the slots taken
+    release.set()
+    assert pool.join(10)
+    assert answers == {1: False, 2: False}
+
+
+def test_a_successor_of_a_job_thread_that_dies_runs_on_another_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[tuple[int, threading.Thread]] = []
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
+
+    def work(job: Claim, slot: Slot) -> None:
+        slot.started()
+        slot.ended()
+        ran.append((job.job_id, threading.current_thread()))
+        if job.job_id == 1:
+            slot.go_on_with(claim(2))  # claimed and committed: it must run
+            raise _Abort
+
+    pool = JobPool(work, limit=1, on_done=lambda: None, refill=lambda: None)
+    pool.OVERLAP_AFTER = 10.0
+    pool.submit(claim(1))
+    assert pool.join(10)
+    ran[0][1].join(10)
+    assert seen == [_Abort]
+    assert [job_id for job_id, _ in ran] == [1, 2] and ran[0][1] is not ran[1][1]
+    assert (pool.free(), pool.running()) == (1, 0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from multiflexi import queue
 from multiflexi.daemons.executor import ExecutorDaemon
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
@@ -82,3 +84,34 @@ def test_refills_stop_at_the_limit(sqlite_db: Database) -> None:
     assert executor.results == {"success": 3} and executor.claims == 3
     assert sorted(watch.jobs) == ids[:3]
     assert [job(sqlite_db, job_id).status for job_id in ids[3:]] == [JobStatus.SCHEDULED] * 5
+
+
+def test_a_short_jobs_successor_is_claimed_with_its_final_status(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write transaction per job: the claiming loop claims the first job, every
+    later one is claimed by the transaction that finishes the job before it."""
+    *_, rt = make_setup(any_db, executable="/bin/echo", cmdparams="ran", overlap="allow")
+    ids = [create_job(any_db, any_db.settings, runtemplate_id=rt).id for _ in range(10)]
+    calls: Counter[str] = Counter()
+    for name in ("claim_next", "claim_next_in"):
+        inner = getattr(queue, name)
+
+        def counted(*args, _inner=inner, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+            calls[_name] += 1
+            return _inner(*args, **kwargs)
+
+        monkeypatch.setattr(queue, name, counted)
+    executor = _executor(any_db, 1)
+    executor.sweeper.GATHER = 30.0  # directories wait for process()'s flush
+    watch = Watch(executor)
+    executor.process()
+    assert executor.results == {"success": 10} and executor.claims == 10
+    assert [Path(job(any_db, job_id).workdir).exists() for job_id in ids] == [False] * 10
+    assert watch.jobs == {job_id: 1 for job_id in ids} and len(watch.threads) == 1
+    # The loop claims the first job; each job's finish claims the next, the last one's
+    # finds none. A finish that meets the claiming lock taken (the loop's first give-back
+    # check) leaves its successor to a claim of its own: one or two at most.
+    assert calls["claim_next_in"] >= 8
+    assert calls["claim_next"] <= 4
+    assert executor.claimed == ids

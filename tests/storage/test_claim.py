@@ -268,3 +268,94 @@ def test_a_failed_read_in_a_claim_transaction_claims_nothing(any_db: Database) -
         assert s.query(ScheduleEntry).count() == 1
     claim = queue.claim_next(any_db, "worker-b", LEASE, then=read_context)
     assert claim is not None and claim.job_id == job_id and claim.preread is not None
+
+
+def _success() -> queue.Outcome:
+    return queue.Outcome(status=JobStatus.SUCCESS, reason="", end=utcnow(), exitcode=0)
+
+
+def test_the_next_job_is_claimed_in_the_transaction_that_finishes_the_last(
+    any_db: Database,
+) -> None:
+    """``finish(then=claim_next_in)``: a short job's thread finishes its job and claims its
+    next one in one commit, with what the next job runs from read in it too."""
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    first, second = queued(any_db, rt_id, 2, at=utcnow() - timedelta(seconds=1))
+    claim = queue.claim_next(any_db, "worker-a", LEASE)
+    assert claim is not None and claim.job_id == first
+    taken: list[queue.Claim | None] = []
+
+    def successor(conn: Connection) -> None:
+        taken.append(queue.claim_next_in(conn, "worker-a", LEASE, then=read_context))
+
+    commits: list[object] = []
+
+    def commit(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(Engine, "commit", commit)
+    try:
+        assert queue.finish(any_db, claim, _success(), rt_id, then=successor)
+    finally:
+        event.remove(Engine, "commit", commit)
+    assert len(commits) == 1
+    (follow,) = taken
+    assert follow is not None and follow.job_id == second and follow.preread is not None
+    assert follow.preread.job.status == JobStatus.RUNNING
+    with any_db.read() as s:
+        done, running = s.get(Job, first), s.get(Job, second)
+        assert done is not None and done.status == JobStatus.SUCCESS
+        assert running is not None and (running.status, running.worker) == (
+            JobStatus.RUNNING,
+            "worker-a",
+        )
+        assert s.query(ScheduleEntry).count() == 0
+
+
+def test_a_failing_successor_fails_the_finish_and_claims_nothing(any_db: Database) -> None:
+    """The claim and the final status commit together or not at all; the runner's retry
+    or recovery then finishes the job, and the next job is still queued."""
+    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    first, second = queued(any_db, rt_id, 2, at=utcnow() - timedelta(seconds=1))
+    claim = queue.claim_next(any_db, "worker-a", LEASE)
+    assert claim is not None
+
+    def broken(conn: Connection) -> None:
+        queue.claim_next_in(conn, "worker-a", LEASE)
+        conn.exec_driver_sql("SELECT no_such_column FROM job")
+
+    with pytest.raises(Exception, match="no_such_column"):
+        queue.finish(any_db, claim, _success(), rt_id, then=broken)
+    with any_db.read() as s:
+        assert s.get(Job, first).status == JobStatus.RUNNING  # type: ignore[union-attr]
+        assert s.get(Job, second).status == JobStatus.SCHEDULED  # type: ignore[union-attr]
+        assert s.query(ScheduleEntry).count() == 1
+
+
+def test_a_successor_leaves_a_job_of_a_template_that_forbids_overlap_to_the_claimer(
+    any_db: Database,
+) -> None:
+    """On PostgreSQL and MariaDB the overlap check locks the template's row: not in the
+    transaction that has just counted a finished job on another template (two executors
+    would wait on each other). SQLite has no row locks and claims it."""
+    _, _, allow = make_setup(any_db, cmdparams="-c pass", overlap="allow")
+    _, _, forbid = make_setup(any_db, cmdparams="-c pass", overlap="forbid")
+    (mine,) = queued(any_db, allow, at=utcnow() - timedelta(seconds=2))
+    (other,) = queued(any_db, forbid, at=utcnow() - timedelta(seconds=1))
+    claim = queue.claim_next(any_db, "worker-a", LEASE)
+    assert claim is not None and claim.job_id == mine
+    taken: list[queue.Claim | None] = []
+    outcome = _success()
+    assert queue.finish(
+        any_db,
+        claim,
+        outcome,
+        allow,
+        then=lambda conn: taken.append(queue.claim_next_in(conn, "worker-a", LEASE)),
+    )
+    if any_db.dialect == "sqlite":
+        assert taken[0] is not None and taken[0].job_id == other
+    else:
+        assert taken == [None]
+        follow = queue.claim_next(any_db, "worker-a", LEASE)
+        assert follow is not None and follow.job_id == other

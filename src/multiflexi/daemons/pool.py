@@ -12,11 +12,21 @@ from multiflexi.queue import Claim
 
 
 class Slot(Protocol):
-    """What a job tells its pool: its process started (or never will), its process ended."""
+    """What a job tells its pool: its process started (or never will), its process ended;
+    and, for a short job, the successor its thread claimed for itself."""
 
     def started(self) -> None: ...
 
     def ended(self) -> None: ...
+
+    def may_go_on(self) -> bool:
+        """Whether this thread may run a next job in this slot: the process was short
+        (the slot was not freed when it ended) and the limit allows."""
+        ...
+
+    def go_on_with(self, claim: Claim | None) -> None:
+        """A successor was looked for: run ``claim`` next; None: nothing more to ask."""
+        ...
 
 
 class JobPool:
@@ -32,9 +42,11 @@ class JobPool:
       most ``HANDOVER_SECONDS``) until the claim the free slot called for has been tried
       and the jobs being started have started: the threads share one interpreter, and a
       start is what someone is waiting for (with 8 executors on 2 cores, ~2 ms per job).
-    * Shorter: the job keeps its slot through its bookkeeping; then its thread asks
-      ``refill()`` for the next claim and runs it itself, and only frees the slot (and
-      calls ``on_done``) when there is none. For short jobs the hand-over between threads
+    * Shorter: the job keeps its slot through its bookkeeping, and its thread runs the
+      next claim itself: the one ``work`` passed to ``slot.go_on_with()`` (the executor
+      claims it in the transaction that finishes the job), else one it asks
+      ``refill()`` for. Only when there is none does it free the slot (and call
+      ``on_done``). For short jobs the hand-over between threads
       cost more than the overlap gave: a quarter of the executor's CPU per job (six times
       the context switches), measured side by side in docs/daemons.md.
 
@@ -86,6 +98,11 @@ class JobPool:
             self._slots += 1
             self._jobs += 1
             self._starting += 1
+        self._hand_out(claim)
+
+    def _hand_out(self, claim: Claim) -> None:
+        """To an idle thread, or a new one; the claim's slot and counts are taken."""
+        with self._cond:
             self._waiting.append(claim)
             if self._idle:
                 self._cond.notify_all()  # join() may wait on the same condition
@@ -143,22 +160,27 @@ class JobPool:
                 self.work(claim, slot)
                 done = True
             finally:
-                # After an exception nothing more is claimed: the thread ends with it.
+                # After an exception nothing more is claimed: the thread ends with it,
+                # and a successor claimed already goes to another thread.
                 follow = self._after(slot, go_on=done)
+                if follow is not None and not done:
+                    self._hand_out(follow)
             claim = follow or self._next()
 
     def _after(self, slot: _JobSlot, *, go_on: bool) -> Claim | None:
         """A job is finished with: the next claim for this thread to run, or None (the
         slot is free, the thread waits in :meth:`_next`)."""
-        if go_on and not slot.is_freed and self.refill is not None and self._within_limit():
+        follow = slot.follow
+        refill = self.refill if go_on and not slot.looked else None
+        if follow is None and refill is not None and slot.may_go_on():
             try:
-                follow = self.refill()
+                follow = refill()
             except Exception:  # the claiming loop's turn: it logs what keeps failing
                 follow = None
-            if follow is not None:  # the slot and the running count pass to it
-                with self._cond:
-                    self._starting += 1
-                return follow
+        if follow is not None:  # the slot and the running count pass to it
+            with self._cond:
+                self._starting += 1
+            return follow
         with self._cond:
             self._jobs -= 1
             self._cond.notify_all()
@@ -190,6 +212,8 @@ class _JobSlot:
         self.pool = pool
         self.is_started = self.is_freed = False
         self.started_at = 0.0
+        self.looked = False  # work looked for a successor (go_on_with)
+        self.follow: Claim | None = None
 
     def started(self) -> None:
         if not self.is_started:
@@ -203,6 +227,13 @@ class _JobSlot:
         if self.is_freed or time.monotonic() - self.started_at < self.pool.OVERLAP_AFTER:
             return
         self.pool._settle(self.free())
+
+    def may_go_on(self) -> bool:
+        return not self.is_freed and self.pool._within_limit()
+
+    def go_on_with(self, claim: Claim | None) -> None:
+        self.looked = True
+        self.follow = claim
 
     def free(self) -> int:
         """Give the slot back (once); the number of slots freed so far."""

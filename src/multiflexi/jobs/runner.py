@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
@@ -29,6 +29,7 @@ from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import OutputRecorder
+from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import Artifact, ConfField, Job, JobStatus, RunTemplate, table_of
@@ -70,6 +71,17 @@ class Prepared:
     recorder: OutputRecorder | None = None
 
 
+class Successor(Protocol):
+    """The next job of the same thread, claimed in the transaction that commits a job's
+    final status: the executor's short jobs cost one write transaction each, not two."""
+
+    def claim(self, conn: Connection) -> None:
+        """Claim it (or not) on ``conn``; runs in every attempt of the transaction."""
+
+    def settle(self, committed: bool) -> None:
+        """The transaction has ended: committed, or failed for good."""
+
+
 class JobRunner:
     """Runs claimed jobs; one instance may serve many jobs, from several threads."""
 
@@ -81,8 +93,12 @@ class JobRunner:
         cancel: threading.Event | None = None,
         job_hooks: list[Any] | None = None,
         tee: Callable[[str, bytes], None] | None = None,
+        sweeper: WorkdirSweeper | None = None,
     ) -> None:
         self.tee = tee
+        #: Removes finished jobs' directories off the job's path (an executor's); None:
+        #: removed before perform_job returns.
+        self.sweeper = sweeper
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
@@ -99,10 +115,13 @@ class JobRunner:
         *,
         process_started: Callable[[], None] | None = None,
         process_ended: Callable[[], None] | None = None,
+        successor: Successor | None = None,
     ) -> JobStatus:
         """Run one claimed job to its final status. ``process_started`` is called once the
         job's process has started (or has failed to), ``process_ended`` once it has ended
-        (and before its output and status are stored)."""
+        (and before its output and status are stored); ``successor`` claims in the
+        transaction that stores the final status (not when the lease was lost or the
+        job failed before its start)."""
         lease = self.leases.watch(claim)
         try:
             # The job's writes wait out a database outage as long as its lease protects it.
@@ -118,7 +137,9 @@ class JobRunner:
                 result = self.launch_job(prepared, job_cancel, lease, started=process_started)
                 if process_ended is not None:
                     process_ended()
-                return self.run_end(prepared, claim, result, lost=lease.lost.is_set())
+                return self.run_end(
+                    prepared, claim, result, lost=lease.lost.is_set(), successor=successor
+                )
         finally:
             self.leases.release(lease)
 
@@ -245,7 +266,13 @@ class JobRunner:
         return result
 
     def run_end(
-        self, prepared: Prepared, claim: Claim, result: ExecutionResult, *, lost: bool
+        self,
+        prepared: Prepared,
+        claim: Claim,
+        result: ExecutionResult,
+        *,
+        lost: bool,
+        successor: Successor | None = None,
     ) -> JobStatus:
         """Preserve artifacts, then commit the final status, metrics and timings.
 
@@ -295,6 +322,7 @@ class JobRunner:
                     result,
                     runtemplate_id=prepared.runtemplate_id,
                     before=outputs,
+                    successor=successor,
                 )
                 recorder.stored(created)
             except Exception as exc:  # outputs and status apart, as for a job with files
@@ -303,10 +331,18 @@ class JobRunner:
         if won is None:
             reason = _reason(result, status, prepared, recorder.error)
             won = self._finish(
-                claim, status, reason, result, runtemplate_id=prepared.runtemplate_id
+                claim,
+                status,
+                reason,
+                result,
+                runtemplate_id=prepared.runtemplate_id,
+                successor=successor,
             )
         if not prepared.keep_workdir:
-            _remove_workdir(prepared.workdir)
+            if self.sweeper is not None:
+                self.sweeper.discard(prepared.workdir)
+            else:
+                remove_workdir(prepared.workdir)
         if not won:
             return JobStatus.LOST
         self._after_finish(claim.job_id, status, claim.worker, prepared.has_actions)
@@ -324,6 +360,7 @@ class JobRunner:
         runtemplate_id: int | None = None,
         *,
         before: Callable[[Connection], object] | None = None,
+        successor: Successor | None = None,
     ) -> bool:
         outcome = queue.Outcome(status=status, reason=reason, end=utcnow(), exitcode=exit_code)
         if result is not None:
@@ -339,7 +376,17 @@ class JobRunner:
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
             )
-        return queue.finish(self.db, claim, outcome, runtemplate_id, before=before)
+        if successor is None:
+            return queue.finish(self.db, claim, outcome, runtemplate_id, before=before)
+        committed = False
+        try:
+            won = queue.finish(
+                self.db, claim, outcome, runtemplate_id, before=before, then=successor.claim
+            )
+            committed = True
+        finally:
+            successor.settle(committed)
+        return won
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
@@ -504,13 +551,6 @@ def _make_workdir(workdir: Path) -> None:
         raise PreflightFailure(
             lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
         ) from None
-
-
-def _remove_workdir(workdir: Path) -> None:
-    try:  # most jobs leave their directory empty: one system call
-        os.rmdir(workdir)
-    except OSError:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _disk_full(path: Path) -> bool:

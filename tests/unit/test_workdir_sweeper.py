@@ -1,0 +1,91 @@
+"""Finished jobs' directories removed off the job's path (``WorkdirSweeper``): soon, in a
+thread that comes and goes, all of them on ``flush``, and what a crash left aside."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from multiflexi.jobs.workdir import REMOVING, WorkdirSweeper
+
+
+def _dirs(root: Path, names: range, *, with_file: bool = False) -> list[Path]:
+    made = []
+    for name in names:
+        path = root / str(name)
+        path.mkdir(mode=0o700)
+        if with_file:
+            (path / "left.txt").write_text("left behind")
+        made.append(path)
+    return made
+
+
+def _sweepers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "workdir-sweeper"]
+
+
+def _wait(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_discarded_directories_go_soon_in_a_thread_that_ends_when_idle(tmp_path: Path) -> None:
+    sweeper = WorkdirSweeper()
+    sweeper.IDLE_EXIT = 0.2
+    before = set(_sweepers())
+    dirs = _dirs(tmp_path, range(1, 6)) + _dirs(tmp_path, range(6, 8), with_file=True)
+    for path in dirs:
+        sweeper.discard(path)
+    (thread,) = set(_sweepers()) - before  # one thread for all of them
+    aside = tmp_path / REMOVING
+    # Moved aside first, then removed there.
+    assert _wait(lambda: not any(p.exists() for p in dirs) and not any(aside.iterdir()))
+    thread.join(10)
+    assert not thread.is_alive()  # idle: the thread has ended
+    (late,) = _dirs(tmp_path, range(8, 9))
+    sweeper.discard(late)  # a new thread for new work
+    assert _wait(lambda: not late.exists())
+
+
+def test_flush_removes_what_is_pending_before_it_returns(tmp_path: Path) -> None:
+    sweeper = WorkdirSweeper()
+    sweeper.GATHER = 30.0  # the thread would wait that long: flush must not
+    dirs = _dirs(tmp_path, range(1, 4)) + _dirs(tmp_path, range(4, 5), with_file=True)
+    for path in dirs:
+        sweeper.discard(path)
+    assert sweeper.pending == 4
+    sweeper.flush()
+    assert sweeper.pending == 0
+    assert not any(p.exists() for p in dirs)
+
+
+def test_what_a_crash_left_aside_goes_with_the_first_batch(tmp_path: Path) -> None:
+    aside = tmp_path / REMOVING
+    aside.mkdir()
+    leftovers = _dirs(aside, range(100, 103), with_file=True)
+    (mine,) = _dirs(tmp_path, range(1, 2))
+    keep = _dirs(tmp_path, range(2, 3))  # a running job's directory: not ours to touch
+    sweeper = WorkdirSweeper()
+    sweeper.discard(mine)
+    sweeper.flush()
+    assert not mine.exists() and not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in keep)
+
+
+def test_a_directory_gone_already_or_unmovable_is_no_error(tmp_path: Path) -> None:
+    sweeper = WorkdirSweeper()
+    (gone,) = _dirs(tmp_path, range(1, 2))
+    gone.rmdir()
+    (blocked,) = _dirs(tmp_path, range(2, 3), with_file=True)
+    (tmp_path / REMOVING).mkdir()
+    (tmp_path / REMOVING / "2").mkdir()  # a leftover of the same name, not empty
+    (tmp_path / REMOVING / "2" / "x").write_text("x")
+    sweeper.discard(gone)
+    sweeper.discard(blocked)
+    sweeper.flush()
+    assert not gone.exists() and not blocked.exists()  # removed where it was
