@@ -42,9 +42,8 @@ def test_discarded_directories_go_soon_in_a_thread_that_ends_when_idle(tmp_path:
     for path in dirs:
         sweeper.discard(path)
     (thread,) = set(_sweepers()) - before  # one thread for all of them
-    aside = tmp_path / REMOVING
-    # Moved aside first, then removed there.
-    assert _wait(lambda: not any(p.exists() for p in dirs) and not any(aside.iterdir()))
+    # Moved aside first, then removed there, and the place aside too.
+    assert _wait(lambda: sorted(tmp_path.iterdir()) == [])
     thread.join(10)
     assert not thread.is_alive()  # idle: the thread has ended
     (late,) = _dirs(tmp_path, range(8, 9))
@@ -75,6 +74,7 @@ def test_what_a_crash_left_aside_goes_with_the_first_batch(tmp_path: Path) -> No
     sweeper.flush()
     assert not mine.exists() and not any(p.exists() for p in leftovers)
     assert all(p.exists() for p in keep)
+    assert not aside.exists()
 
 
 def test_a_directory_gone_already_or_unmovable_is_no_error(tmp_path: Path) -> None:
@@ -89,3 +89,4 @@ def test_a_directory_gone_already_or_unmovable_is_no_error(tmp_path: Path) -> No
     sweeper.discard(blocked)
     sweeper.flush()
     assert not gone.exists() and not blocked.exists()  # removed where it was
+    assert list(tmp_path.iterdir()) == []

@@ -96,8 +96,8 @@ class JobRunner:
         sweeper: WorkdirSweeper | None = None,
     ) -> None:
         self.tee = tee
-        #: Removes finished jobs' directories off the job's path (an executor's); None:
-        #: removed before perform_job returns.
+        #: Removes finished jobs' empty directories off the job's path (an executor's);
+        #: None: removed before perform_job returns, as a directory with files always is.
         self.sweeper = sweeper
         self.db = db
         self.settings = settings
@@ -339,7 +339,9 @@ class JobRunner:
                 successor=successor,
             )
         if not prepared.keep_workdir:
-            if self.sweeper is not None:
+            if together and self.sweeper is not None:
+                # Empty: off the next job's path. A job's files go now, and with them
+                # the space that the next job may need.
                 self.sweeper.discard(prepared.workdir)
             else:
                 remove_workdir(prepared.workdir)

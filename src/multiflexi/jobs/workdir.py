@@ -5,10 +5,12 @@ system discards freed blocks at once (ext4 mounted with ``discard``, as on this
 project's test machines), that call waits for the disk: 0.1 ms alone, 0.3 ms beside
 busy executors, a tenth of a trivial job's whole turn -- and it holds the lock of the
 parent directory meanwhile, so the next job's ``mkdir`` beside it waits too. An
-executor therefore hands the directories to a :class:`WorkdirSweeper`: it moves them
-into ``.removing/`` (a rename, which frees no block) and removes them there, in a thread
-of its own. A directory whose removal a crash cut short is removed by the next
-sweeper's first batch (in ``.removing/``) or by housekeeping (a job's own directory).
+executor therefore hands the empty directories to a :class:`WorkdirSweeper`: it moves
+them into ``.removing/`` (a rename, which frees no block) and removes them there, in a
+thread of its own; ``.removing/`` itself goes after each batch. A directory with files
+is removed at once, so that the next job finds the space it held. A directory whose
+removal a crash cut short is removed by the next sweeper's first batch (in
+``.removing/``) or by housekeeping (a job's own directory).
 """
 
 from __future__ import annotations
@@ -112,9 +114,15 @@ class WorkdirSweeper:
             # All moved aside first: the jobs' directory is locked only for the renames.
             for path in [_move_aside(workdir) for workdir in batch]:
                 remove_workdir(path)
-            for root in {workdir.parent for workdir in batch} - self._swept_leftovers:
+            roots = {workdir.parent for workdir in batch}
+            for root in roots - self._swept_leftovers:
                 self._swept_leftovers.add(root)
                 self._remove_leftovers(root / REMOVING)
+            for root in roots:  # the job root shows only jobs' directories when idle
+                try:
+                    os.rmdir(root / REMOVING)
+                except OSError:  # gone, or another executor's batch is in it
+                    pass
 
     @staticmethod
     def _remove_leftovers(aside: Path) -> None:
