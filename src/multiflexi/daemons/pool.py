@@ -44,11 +44,11 @@ class JobPool:
       start is what someone is waiting for (with 8 executors on 2 cores, ~2 ms per job).
     * Shorter: the job keeps its slot through its bookkeeping, and its thread runs the
       next claim itself: the one ``work`` passed to ``slot.go_on_with()`` (the executor
-      claims it in the transaction that finishes the job), else one it asks
-      ``refill()`` for. Only when there is none does it free the slot (and call
-      ``on_done``). For short jobs the hand-over between threads
-      cost more than the overlap gave: a quarter of the executor's CPU per job (six times
-      the context switches), measured side by side in docs/daemons.md.
+      claims it in the transaction that finishes the job), else one it asks ``refill()``
+      for. Only when there is none does it free the slot (and call ``on_done``). For
+      short jobs the hand-over between threads cost more than the overlap gave: a
+      quarter of the executor's CPU per job (six times the context switches), measured
+      side by side in docs/daemons.md.
 
     Threads are kept and reused: starting one per job cost a third of a short job's
     bookkeeping.
