@@ -88,5 +88,5 @@ def test_a_directory_gone_already_or_unmovable_is_no_error(tmp_path: Path) -> No
     sweeper.discard(gone)
     sweeper.discard(blocked)
     sweeper.flush()
-    assert not gone.exists() and not blocked.exists()  # removed where it was
+    assert not gone.exists() and not blocked.exists()
     assert list(tmp_path.iterdir()) == []

@@ -378,16 +378,14 @@ class JobRunner:
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
             )
-        if successor is None:
-            return queue.finish(self.db, claim, outcome, runtemplate_id, before=before)
+        then = successor.claim if successor is not None else None
         committed = False
         try:
-            won = queue.finish(
-                self.db, claim, outcome, runtemplate_id, before=before, then=successor.claim
-            )
+            won = queue.finish(self.db, claim, outcome, runtemplate_id, before=before, then=then)
             committed = True
         finally:
-            successor.settle(committed)
+            if successor is not None:
+                successor.settle(committed)
         return won
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:

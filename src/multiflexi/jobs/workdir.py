@@ -9,7 +9,7 @@ executor therefore hands the empty directories to a :class:`WorkdirSweeper`: it 
 them into ``.removing/`` (a rename, which frees no block) and removes them there, in a
 thread of its own; ``.removing/`` itself goes after each batch. A directory with files
 is removed at once, so that the next job finds the space it held. A directory whose
-removal a crash cut short is removed by the next sweeper's first batch (in
+removal a crash cut short is removed by the next batch that finds it (in
 ``.removing/``) or by housekeeping (a job's own directory).
 """
 
@@ -33,25 +33,27 @@ def remove_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _open_aside(root: Path) -> None:
+    """Make ``.removing/`` in ``root``. One that is there already holds what an executor
+    that died mid-batch left (or another executor's batch): removed as well."""
+    aside = root / REMOVING
+    try:
+        os.mkdir(aside, 0o700)
+    except FileExistsError:
+        for entry in list(os.scandir(aside)):
+            remove_workdir(Path(entry.path))
+    except OSError:  # a full disk, say: the directories are removed where they are
+        pass
+
+
 def _move_aside(workdir: Path) -> Path:
     """``workdir`` moved into ``.removing/`` beside it; itself where it cannot be moved."""
-    aside = workdir.parent / REMOVING
-    for _ in range(2):
-        try:
-            os.rename(workdir, aside / workdir.name)
-            return aside / workdir.name
-        except FileNotFoundError:
-            if not workdir.exists():
-                return workdir  # gone already: nothing to move
-            try:
-                os.mkdir(aside, 0o700)
-            except FileExistsError:
-                pass
-            except OSError:
-                break
-        except OSError:  # not empty there (a crash's leftover), or another file system
-            break
-    return workdir
+    aside = workdir.parent / REMOVING / workdir.name
+    try:
+        os.rename(workdir, aside)
+    except OSError:
+        return workdir
+    return aside
 
 
 class WorkdirSweeper:
@@ -74,7 +76,6 @@ class WorkdirSweeper:
         self._sweeping = threading.Lock()  # held while a batch is removed
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._swept_leftovers: set[Path] = set()
 
     def discard(self, workdir: Path) -> None:
         """Remove ``workdir`` soon, in the sweeper's thread."""
@@ -111,25 +112,14 @@ class WorkdirSweeper:
         with self._sweeping:
             with self._lock:
                 batch, self._pending = self._pending, []
+            roots = {workdir.parent for workdir in batch}
+            for root in roots:
+                _open_aside(root)
             # All moved aside first: the jobs' directory is locked only for the renames.
             for path in [_move_aside(workdir) for workdir in batch]:
                 remove_workdir(path)
-            roots = {workdir.parent for workdir in batch}
-            for root in roots - self._swept_leftovers:
-                self._swept_leftovers.add(root)
-                self._remove_leftovers(root / REMOVING)
             for root in roots:  # the job root shows only jobs' directories when idle
                 try:
                     os.rmdir(root / REMOVING)
                 except OSError:  # gone, or another executor's batch is in it
                     pass
-
-    @staticmethod
-    def _remove_leftovers(aside: Path) -> None:
-        """What an executor that died mid-batch left in ``.removing/`` (once per root)."""
-        try:
-            entries = list(os.scandir(aside))
-        except OSError:
-            return
-        for entry in entries:
-            remove_workdir(Path(entry.path))
