@@ -3,10 +3,15 @@ thread that comes and goes, all of them on ``flush``, and what a crash left asid
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from multiflexi.jobs import workdir
 from multiflexi.jobs.workdir import REMOVING, WorkdirSweeper
 
 
@@ -90,3 +95,48 @@ def test_a_directory_gone_already_or_unmovable_is_no_error(tmp_path: Path) -> No
     sweeper.flush()
     assert not gone.exists() and not blocked.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_place_aside_that_another_executor_removes_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two executors share the job root's ``.removing/``: this one finds it there (the
+    other's batch), and the other's batch removes it before this one looks inside."""
+    aside = tmp_path / REMOVING
+    aside.mkdir()
+    real_scandir = os.scandir
+
+    def other_executor_done_first(path: Any) -> Any:
+        if Path(path) == aside:
+            aside.rmdir()
+        return real_scandir(path)
+
+    monkeypatch.setattr(workdir.os, "scandir", other_executor_done_first)
+    sweeper = WorkdirSweeper()
+    (mine,) = _dirs(tmp_path, range(1, 2))
+    sweeper.discard(mine)
+    sweeper.flush()  # raised FileNotFoundError, and killed the sweeper's thread
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_batch_leaves_the_sweeper_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sweeper = WorkdirSweeper()
+    sweeper.GATHER = 0.01
+    failures = [OSError("unexpected")]
+    real_open_aside = workdir._open_aside
+
+    def fails_once(root: Path) -> None:
+        if failures:
+            raise failures.pop()
+        real_open_aside(root)
+
+    monkeypatch.setattr(workdir, "_open_aside", fails_once)
+    (first,) = _dirs(tmp_path, range(1, 2))
+    sweeper.discard(first)
+    assert _wait(lambda: "action=remove_workdirs error=unexpected" in caplog.text)
+    (second,) = _dirs(tmp_path, range(2, 3))
+    sweeper.discard(second)  # the same thread goes on with the next batch
+    assert _wait(lambda: not second.exists())
+    assert first.exists()  # the failed batch's directory is left to housekeeping

@@ -15,11 +15,14 @@ removal a crash cut short is removed by the next batch that finds it (in
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger("multiflexi.jobs")
 
 #: Beside the jobs' directories: where directories wait for their removal.
 REMOVING = ".removing"
@@ -40,7 +43,11 @@ def _open_aside(root: Path) -> None:
     try:
         os.mkdir(aside, 0o700)
     except FileExistsError:
-        for entry in list(os.scandir(aside)):
+        try:
+            entries = list(os.scandir(aside))
+        except OSError:  # another executor's batch has just removed it
+            return
+        for entry in entries:
             remove_workdir(Path(entry.path))
     except OSError:  # a full disk, say: the directories are removed where they are
         pass
@@ -106,7 +113,11 @@ class WorkdirSweeper:
                         return
             time.sleep(self.GATHER)
             self._wake.clear()  # before taking the batch: a later discard wakes us again
-            self._sweep()
+            try:
+                self._sweep()
+            except Exception as exc:  # the thread lives on; housekeeping removes what is left
+                log.error("action=remove_workdirs error=%s", exc)
+                log.debug("action=remove_workdirs", exc_info=True)
 
     def _sweep(self) -> None:
         with self._sweeping:
