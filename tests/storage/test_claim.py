@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
 from multiflexi import queue
 from multiflexi.jobs.context import read_context
 from multiflexi.jobs.runner import JobRunner
 from multiflexi.jobs.service import create_job
+from multiflexi.scheduling.bulk import JobRequest, bulk_create_jobs
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Job, JobStatus, ScheduleEntry
+from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry
 from multiflexi.storage.types import utcnow
 from tests.factories import make_setup
 
@@ -161,6 +163,41 @@ def test_a_postgresql_claim_updates_its_job_through_the_primary_key(pg_db: Datab
     ]
     assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [("Index Scan", "pk_job")]
     assert scans[0]["Actual Rows"] == 1
+
+
+def test_the_executor_plans_its_postgresql_claim_once(pg_db: Database) -> None:
+    """Planning the claim anew for every job was a third of the server's work per job:
+    the claim must be one the server plans once and reuses (its LIMIT written into the
+    SQL: a bound LIMIT makes the reusable plan sort the whole queue, so the server kept
+    planning each call). Checked where the server counts plans, on the connection that
+    claimed."""
+    db = Database(pg_db.settings, prepare=True)  # as multiflexi-executor opens it
+    try:
+        _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
+        due = utcnow() - timedelta(seconds=1)
+
+        def create(session: Session) -> None:
+            rt = session.get(RunTemplate, rt_id)
+            assert rt is not None
+            bulk_create_jobs(session, db.settings, [JobRequest(rt, due, "adhoc-cli")] * 1000)
+
+        db.run(create)  # a queue the size a reusable plan with a bound LIMIT gets wrong
+        with db.autocommit() as conn:
+            conn.exec_driver_sql("ANALYZE job; ANALYZE schedule")
+        with db.autocommit() as conn:
+            for _ in range(15):
+                claim = queue._pick_and_take(conn, "worker-a", LEASE, None)
+                assert claim is not None and claim.job_id > 0
+            generic, custom = conn.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'WITH picked AS%%'"
+            ).one()
+        # psycopg prepares at the 5th call; the server then plans 5 times before it
+        # compares, and from the 6th prepared call on reuses one plan.
+        assert generic >= 4, (generic, custom)
+        assert custom <= 6
+    finally:
+        db.dispose()
 
 
 def test_a_postgresql_claim_reads_its_job_on_its_own_connection(pg_db: Database) -> None:
