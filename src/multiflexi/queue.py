@@ -40,6 +40,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.storage.database import Database
+    from multiflexi.storage.pipeline import Executes
 
 log = logging.getLogger("multiflexi.queue")
 
@@ -251,7 +252,7 @@ CANDIDATES = 8
 _SQL: dict[str, _ClaimSql] = {}
 
 
-def _sql(conn: Connection) -> _ClaimSql:
+def _sql(conn: Executes) -> _ClaimSql:
     dialect = conn.dialect.name
     found = _SQL.get(dialect)
     if found is None:
@@ -265,7 +266,7 @@ def claim_next(
     lease_seconds: float,
     now: datetime | None = None,
     *,
-    then: Callable[[Connection, int], Any] | None = None,
+    then: Callable[[Executes, int], Any] | None = None,
 ) -> Claim | None:
     """Claim the most urgent due job, or return None when nothing is due.
 
@@ -289,12 +290,12 @@ def claim_next(
 
 
 def claim_next_in(
-    conn: Connection,
+    conn: Executes,
     worker: str,
     lease_seconds: float,
     now: datetime | None = None,
     *,
-    then: Callable[[Connection, int], Any] | None = None,
+    then: Callable[[Executes, int], Any] | None = None,
 ) -> Claim | None:
     """Claim the most urgent due job in the caller's write transaction: the one that
     finishes this worker's previous job (see ``finish(then=...)``), so that a short job
@@ -314,11 +315,11 @@ def claim_next_in(
 
 
 def _claim_on(
-    conn: Connection,
+    conn: Executes,
     worker: str,
     lease_seconds: float,
     now: datetime | None,
-    then: Callable[[Connection, int], Any] | None,
+    then: Callable[[Executes, int], Any] | None,
     *,
     lock_templates: bool = True,
 ) -> Claim | None:
@@ -349,11 +350,11 @@ _OVERLAP_CHECK = Claim(0, "", datetime.min)
 
 
 def _pick_and_take(
-    conn: Connection,
+    conn: Executes,
     worker: str,
     lease_seconds: float,
     now: datetime | None,
-    then: Callable[[Connection, int], Any] | None = None,
+    then: Callable[[Executes, int], Any] | None = None,
     *,
     in_transaction: bool = False,
 ) -> Claim | None:
@@ -373,9 +374,7 @@ def _pick_and_take(
     return None if row.dropped is not None else _OVERLAP_CHECK
 
 
-def _read_after(
-    conn: Connection, then: Callable[[Connection, int], Any] | None, job_id: int
-) -> Any:
+def _read_after(conn: Executes, then: Callable[[Executes, int], Any] | None, job_id: int) -> Any:
     if then is None:
         return None
     try:
@@ -386,7 +385,7 @@ def _read_after(
 
 
 def _take_row(
-    conn: Connection, sql: _ClaimSql, job_id: int, worker: str, lease_seconds: float
+    conn: Executes, sql: _ClaimSql, job_id: int, worker: str, lease_seconds: float
 ) -> Claim | None:
     moment = utcnow()
     lease = moment + timedelta(seconds=lease_seconds)
@@ -482,8 +481,9 @@ def finish(
     outcome: Outcome,
     runtemplate_id: int | None,
     *,
-    before: Callable[[Connection], object] | None = None,
-    then: Callable[[Connection], object] | None = None,
+    before: Callable[[Executes], object] | None = None,
+    then: Callable[[Executes], object] | None = None,
+    pipelined: bool = False,
 ) -> bool:
     """Write a job's final status if the job is still ours; count it on its template.
     False: it is not ours any more (marked lost meanwhile), and no status was written.
@@ -492,9 +492,17 @@ def finish(
     retry after a commit whose answer was lost (the connection broke) finds its own
     write done, and neither repeats it nor reports the job lost. ``then`` runs last in
     every attempt, whatever the outcome (the executor claims the thread's next job
-    there): the attempt that commits is the last one that ran it."""
+    there): the attempt that commits is the last one that ran it.
+
+    ``pipelined``: ``before`` and ``then`` only execute statements and read their
+    results (nothing that needs a ``Connection`` itself), so on PostgreSQL the whole
+    transaction may go through a :mod:`~multiflexi.storage.pipeline`, on the
+    assumption that the job is still ours. When it is not, that attempt is rolled back
+    and the transaction runs again statement by statement, as without the flag.
+    """
     values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
     values |= {"b_job": claim.job_id, "b_worker": claim.worker}
+    success = outcome.status == JobStatus.SUCCESS
 
     def write(conn: Connection) -> bool:
         sql = _sql(conn)
@@ -502,7 +510,6 @@ def finish(
             if before is not None:
                 before(conn)
             if runtemplate_id is not None:
-                success = outcome.status == JobStatus.SUCCESS
                 conn.execute(sql.count[success], {"b_rt": runtemplate_id})
             return True
         now = conn.execute(sql.final_of, {"b_job": claim.job_id}).first()
@@ -518,7 +525,32 @@ def finish(
             then(conn)
         return won
 
+    def write_pipelined(conn: Connection) -> bool:
+        from multiflexi.storage.pipeline import transaction
+
+        sql = _sql(conn)
+        with transaction(conn) as pipe:
+            finished = pipe.execute(sql.finish, values)
+            if before is not None:
+                before(pipe)
+            if runtemplate_id is not None:  # rolled back with the rest if not ours
+                pipe.execute(sql.count[success], {"b_rt": runtemplate_id})
+            if then is not None:
+                then(pipe)
+            if finished.rowcount != 1:
+                raise _NotOurs
+        return True
+
+    if pipelined and db.dialect == "pgsql":
+        try:
+            return db.statement(write_pipelined)  # an autocommit connection
+        except _NotOurs:
+            pass  # lost meanwhile, or finished by an attempt whose answer was lost
     return db.transact(write_then)
+
+
+class _NotOurs(Exception):
+    """The pipelined final write found the job no longer running as ours."""
 
 
 def due_count(session: Session, now: datetime | None = None) -> int:

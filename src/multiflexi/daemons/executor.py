@@ -35,10 +35,9 @@ from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from multiflexi.config import Settings
     from multiflexi.storage.database import Database
+    from multiflexi.storage.pipeline import Executes
 
 log = logging.getLogger("multiflexi.executor")
 
@@ -469,7 +468,7 @@ class _Successor:
         self.looked = False
         self.claim_: Claim | None = None
 
-    def claim(self, conn: Connection) -> None:
+    def claim(self, conn: Executes) -> None:
         daemon = self.daemon
         self.looked, self.claim_ = False, None
         if not self.locked:

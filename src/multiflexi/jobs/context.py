@@ -30,11 +30,11 @@ from multiflexi.storage.models import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from multiflexi.artifacts.service import Pattern
     from multiflexi.storage.models import ConfField
+    from multiflexi.storage.pipeline import Executes
 
 _JOB, _APP, _COMPANY, _RT = table_of(Job), table_of(App), table_of(Company), table_of(RunTemplate)
 
@@ -98,7 +98,7 @@ def load_context(session: Session, job_id: int) -> JobContext | None:
     return read_context(session.connection(), job_id)
 
 
-def read_context(conn: Connection, job_id: int) -> JobContext | None:
+def read_context(conn: Executes, job_id: int) -> JobContext | None:
     row = conn.execute(_LOAD, {"b_job": job_id}).first()
     if row is None:
         return None

@@ -25,7 +25,7 @@ FLUSH_SECONDS = 0.5
 
 
 STREAMS = ("stdout", "stderr")
-_INSERT_ARTIFACT = insert(table_of(Artifact))
+INSERT_ARTIFACT = insert(table_of(Artifact))
 
 
 def _describe(stream: str) -> dict[str, str]:
@@ -149,26 +149,45 @@ class OutputRecorder:
         created, for :meth:`stored` once the transaction committed."""
         assert self._tails is not None, "seal() first"
         # May run twice (a retried transaction): nothing of ours changes in here.
-        state = "complete" if self.error is None else "failed"
+        state = self._state()
         created: dict[str, ChunkWriter] = {}
         inline = []
         for stream in STREAMS:
             tail, writer = self._tails[stream], self.writers.get(stream)
-            values = {**_describe(stream), "job_id": self.job_id, "created": utcnow()}
             if writer is None and len(tail) <= CHUNK_SIZE:
-                digest = hashlib.sha256(tail).hexdigest()
-                inline.append(
-                    values | {"content": tail or None, "size": len(tail), "sha256": digest,
-                              "state": state}
-                )  # fmt: skip
+                inline.append(self._inline_row(stream, tail, state))
                 continue
             if writer is None:
+                values = {**_describe(stream), "job_id": self.job_id, "created": utcnow()}
                 artifact_id = create_artifact(conn, **values, state="streaming")
                 writer = created[stream] = ChunkWriter(self.db, artifact_id)
             writer.finish_in(conn, tail, state)
         if inline:  # the usual case: both outputs whole, in one statement
-            conn.execute(_INSERT_ARTIFACT, inline)
+            conn.execute(INSERT_ARTIFACT, inline)
         return created
+
+    def inline_rows(self) -> list[dict[str, object]] | None:
+        """Both outputs as whole artifact rows, for :data:`INSERT_ARTIFACT` in the final
+        transaction; None when one of them has gone to chunks (then :meth:`store_in`)."""
+        assert self._tails is not None, "seal() first"
+        if self.writers or any(len(tail) > CHUNK_SIZE for tail in self._tails.values()):
+            return None
+        state = self._state()
+        return [self._inline_row(stream, self._tails[stream], state) for stream in STREAMS]
+
+    def _state(self) -> str:
+        return "complete" if self.error is None else "failed"
+
+    def _inline_row(self, stream: str, tail: bytes, state: str) -> dict[str, object]:
+        return {
+            **_describe(stream),
+            "job_id": self.job_id,
+            "created": utcnow(),
+            "content": tail or None,
+            "size": len(tail),
+            "sha256": hashlib.sha256(tail).hexdigest(),
+            "state": state,
+        }
 
     def stored(self, created: dict[str, ChunkWriter]) -> None:
         """The transaction of :meth:`store_in` committed."""

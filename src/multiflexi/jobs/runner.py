@@ -28,7 +28,7 @@ from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
 from multiflexi.jobs.leases import Lease, LeaseKeeper
-from multiflexi.jobs.output import OutputRecorder
+from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
@@ -38,6 +38,7 @@ from multiflexi.storage.types import utcnow
 if TYPE_CHECKING:
     from multiflexi.config import Settings
     from multiflexi.storage.database import Database
+    from multiflexi.storage.pipeline import Executes
 
 log = logging.getLogger("multiflexi.jobs")
 _JOB, _RT = table_of(Job), table_of(RunTemplate)
@@ -75,8 +76,9 @@ class Successor(Protocol):
     """The next job of the same thread, claimed in the transaction that commits a job's
     final status: the executor's short jobs cost one write transaction each, not two."""
 
-    def claim(self, conn: Connection) -> None:
-        """Claim it (or not) on ``conn``; runs in every attempt of the transaction."""
+    def claim(self, conn: Executes) -> None:
+        """Claim it (or not) on ``conn``; runs in every attempt of the transaction. Only
+        statements: ``conn`` may be a pipeline (see ``queue.finish``)."""
 
     def settle(self, committed: bool) -> None:
         """The transaction has ended: committed, or failed for good."""
@@ -308,8 +310,13 @@ class JobRunner:
         won = None
         if together:
             created: dict[str, Any] = {}
+            rows = recorder.inline_rows()
 
-            def outputs(conn: Connection) -> None:
+            def outputs(conn: Executes) -> None:
+                if rows is not None:  # the usual case: statements only, pipelined
+                    conn.execute(INSERT_ARTIFACT, rows)
+                    return
+                assert isinstance(conn, Connection)
                 created.clear()
                 created.update(recorder.store_in(conn))
 
@@ -323,6 +330,7 @@ class JobRunner:
                     runtemplate_id=prepared.runtemplate_id,
                     before=outputs,
                     successor=successor,
+                    pipelined=rows is not None,
                 )
                 recorder.stored(created)
             except Exception as exc:  # outputs and status apart, as for a job with files
@@ -361,8 +369,9 @@ class JobRunner:
         exit_code: int | None = None,
         runtemplate_id: int | None = None,
         *,
-        before: Callable[[Connection], object] | None = None,
+        before: Callable[[Executes], object] | None = None,
         successor: Successor | None = None,
+        pipelined: bool = False,
     ) -> bool:
         outcome = queue.Outcome(status=status, reason=reason, end=utcnow(), exitcode=exit_code)
         if result is not None:
@@ -381,7 +390,15 @@ class JobRunner:
         then = successor.claim if successor is not None else None
         committed = False
         try:
-            won = queue.finish(self.db, claim, outcome, runtemplate_id, before=before, then=then)
+            won = queue.finish(
+                self.db,
+                claim,
+                outcome,
+                runtemplate_id,
+                before=before,
+                then=then,
+                pipelined=pipelined,
+            )
             committed = True
         finally:
             if successor is not None:
