@@ -49,6 +49,7 @@ class _Compiled:
 #: ``psycopg.pq.TransactionStatus.IDLE``, without importing psycopg at start-up.
 _IDLE = 0
 
+_COMPILED_MAX = 256
 _COMPILED: dict[tuple[Executable, str, tuple[str, ...] | None], _Compiled] = {}
 
 
@@ -58,6 +59,8 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...] | No
     found = _COMPILED.get(cache_key)
     if found is not None:
         return found
+    if len(_COMPILED) >= _COMPILED_MAX:  # statements built per call would pile up
+        _COMPILED.clear()
     assert isinstance(statement, ClauseElement)
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
     assert isinstance(compiled, SQLCompiler)
@@ -89,6 +92,8 @@ class PipelineRow:
         self._mapping = mapping
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle look for hooks before _mapping is set
+            raise AttributeError(name)
         try:
             return self._mapping[name]
         except KeyError:
