@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi.errors import Conflict, NotFound
+from multiflexi.storage import pipeline
 from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry, table_of
 from multiflexi.storage.types import utcnow
 
@@ -526,10 +527,8 @@ def finish(
         return won
 
     def write_pipelined(conn: Connection) -> bool:
-        from multiflexi.storage.pipeline import transaction
-
         sql = _sql(conn)
-        with transaction(conn) as pipe:
+        with pipeline.transaction(conn) as pipe:
             finished = pipe.execute(sql.finish, values)
             if before is not None:
                 before(pipe)
@@ -541,7 +540,7 @@ def finish(
                 raise _NotOurs
         return True
 
-    if pipelined and db.dialect == "pgsql":
+    if pipelined and db.dialect == "pgsql" and pipeline.supported():
         try:
             return db.statement(write_pipelined)  # an autocommit connection
         except _NotOurs:

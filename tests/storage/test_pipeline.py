@@ -36,6 +36,15 @@ def queued(db: Database, rt_id: int, count: int) -> list[int]:
     return [create_job(db, db.settings, runtemplate_id=rt_id, at=due).id for _ in range(count)]
 
 
+def claimed(db: Database, count: int) -> tuple[int, list[int], queue.Claim]:
+    """A template with ``count`` due jobs, the first of them claimed by worker-a."""
+    _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
+    ids = queued(db, rt_id, count)
+    claim = queue.claim_next(db, "worker-a", LEASE)
+    assert claim is not None and claim.job_id == ids[0]
+    return rt_id, ids, claim
+
+
 def outputs(job_id: int) -> list[dict[str, object]]:
     rows = []
     for stream, body in (("stdout", b"out\n"), ("stderr", b"")):
@@ -214,10 +223,8 @@ def test_a_job_lost_meanwhile_gets_its_output_but_no_status_and_no_count(
     executor_db: Database,
 ) -> None:
     db = executor_db
-    _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
-    first, second = queued(db, rt_id, 2)
-    claim = queue.claim_next(db, "worker-a", LEASE)
-    assert claim is not None
+    rt_id, ids, claim = claimed(db, 2)
+    first, second = ids
     with db.session() as s:  # recovery got there first
         s.execute(update(Job).where(Job.id == first).values(status=JobStatus.LOST))
     successor = Successor()
@@ -236,10 +243,8 @@ def test_a_pipelined_finish_whose_commit_answer_was_lost_is_not_repeated(
     """The retry of a committed finish finds the job holding exactly its outcome: no
     second set of outputs, no second count, and True."""
     db = executor_db
-    _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
-    (job_id,) = queued(db, rt_id, 1)
-    claim = queue.claim_next(db, "worker-a", LEASE)
-    assert claim is not None
+    rt_id, ids, claim = claimed(db, 1)
+    (job_id,) = ids
     real = db.autocommit
     lost = []
 
@@ -267,10 +272,8 @@ def test_a_pipelined_finish_whose_commit_answer_was_lost_is_not_repeated(
 
 def test_a_failing_statement_rolls_the_whole_pipeline_back(executor_db: Database) -> None:
     db = executor_db
-    _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
-    first, second = queued(db, rt_id, 2)
-    claim = queue.claim_next(db, "worker-a", LEASE)
-    assert claim is not None
+    rt_id, ids, claim = claimed(db, 2)
+    first, second = ids
     successor = Successor()
     orphan = outputs(first)
     orphan[1]["job_id"] = 10**9  # no such job: the foreign key refuses it
@@ -291,10 +294,8 @@ def test_a_failing_statement_rolls_the_whole_pipeline_back(executor_db: Database
 
 def test_a_connection_lost_mid_pipeline_is_retried_on_a_new_one(executor_db: Database) -> None:
     db = executor_db
-    _, _, rt_id = make_setup(db, cmdparams="-c pass", overlap="allow")
-    (job_id,) = queued(db, rt_id, 1)
-    claim = queue.claim_next(db, "worker-a", LEASE)
-    assert claim is not None
+    rt_id, ids, claim = claimed(db, 1)
+    (job_id,) = ids
     killed: list[int] = []
     admin = Database(db.settings)
 
@@ -321,12 +322,27 @@ def test_a_connection_lost_mid_pipeline_is_retried_on_a_new_one(executor_db: Dat
 @pytest.mark.parametrize("backend", ["sqlite", "mysql"])
 def test_other_backends_ignore_the_flag(backend: str, request: pytest.FixtureRequest) -> None:
     any_db: Database = request.getfixturevalue(f"{backend}_db")
-    _, _, rt_id = make_setup(any_db, cmdparams="-c pass", overlap="allow")
-    first, second = queued(any_db, rt_id, 2)
-    claim = queue.claim_next(any_db, "worker-a", LEASE)
-    assert claim is not None
+    rt_id, ids, claim = claimed(any_db, 2)
+    first, second = ids
     successor = Successor()
     assert finish(any_db, claim, rt_id, then=successor)
     assert successor.taken[0] is not None and successor.taken[0].job_id == second
     assert artifacts_of(any_db, first) == [("stderr", None, 0), ("stdout", b"out\n", 4)]
     assert counts(any_db, rt_id) == (1, 0)
+
+
+def test_without_a_libpq_that_pipelines_the_finish_goes_statement_by_statement(
+    executor_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multiflexi.storage import pipeline
+
+    monkeypatch.setattr(pipeline, "supported", lambda: False)
+    db = executor_db
+    rt_id, ids, claim = claimed(db, 2)
+    first, second = ids
+    successor = Successor()
+    with round_trips(db) as sent:
+        assert finish(db, claim, rt_id, then=successor)
+    assert len(sent) >= 6, sent
+    assert successor.taken[0] is not None and successor.taken[0].job_id == second
+    assert artifacts_of(db, first) == [("stderr", None, 0), ("stdout", b"out\n", 4)]

@@ -39,8 +39,9 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import QueryableAttribute, Session
+
+from multiflexi.storage.driver import sqlalchemy_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -188,7 +189,7 @@ def _copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     """``COPY ... FROM STDIN``: SQLAlchemy has no construct for it, so the statement is
     composed with psycopg's quoting and the values converted as SQLAlchemy would bind
     them; columns left out get their scalar defaults, as an INSERT would give them."""
-    from psycopg import Error, sql
+    from psycopg import sql
 
     dialect = session.get_bind().dialect
     names = list(rows[0])
@@ -209,25 +210,14 @@ def _copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     connection = session.connection()
     driver = connection.connection.driver_connection
     assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = [row[n] if to is None else to(row[n]) for n, to in slots]
-                copy.write_row(values + extra)
-    except Error as exc:
-        # What SQLAlchemy does with a failed statement, so that callers (and retries)
-        # see the same: a lost connection leaves the pool, the error is SQLAlchemy's.
-        lost = driver.broken or driver.closed
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            statement.as_string(driver),
-            None,
-            exc,
-            Error,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
+    with (
+        sqlalchemy_errors(connection, lambda: statement.as_string(driver)),
+        driver.cursor() as cursor,
+        cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            values = [row[n] if to is None else to(row[n]) for n, to in slots]
+            copy.write_row(values + extra)
 
 
 #: Per server: whether it can compress values with lz4.

@@ -14,15 +14,17 @@ out. A result is read lazily: asking for a row count or a row sends what is queu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
+
+from multiflexi.storage.driver import sqlalchemy_errors
 
 
 class Executes(Protocol):
@@ -176,6 +178,15 @@ class Pipeline:
             self._answered = self._sent
 
 
+@functools.cache
+def supported() -> bool:
+    """Whether the installed psycopg can pipeline (its libpq 14 or newer; the binary
+    wheels bring one)."""
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
+
+
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Pipeline]:
     """One transaction as a pipeline, on an autocommit ``conn`` (``Database.autocommit``):
@@ -190,7 +201,7 @@ def transaction(conn: Connection) -> Iterator[Pipeline]:
     assert isinstance(driver, psycopg.Connection), "pipelines need psycopg"
     assert driver.autocommit, "the pipeline begins and commits itself"
     current: Pipeline | None = None
-    try:
+    with sqlalchemy_errors(conn, lambda: current.last_sql if current is not None else ""):
         try:
             with driver.pipeline() as pipe:
                 current = Pipeline(conn, pipe)
@@ -201,15 +212,3 @@ def transaction(conn: Connection) -> Iterator[Pipeline]:
             if not driver.closed and driver.info.transaction_status != _IDLE:
                 driver.execute("ROLLBACK")  # the pool does not reset autocommit connections
             raise
-    except psycopg.Error as exc:
-        lost = conn.dialect.is_disconnect(cast(Any, exc), conn.connection, None)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            current.last_sql if current is not None else "",
-            None,
-            exc,
-            psycopg.Error,
-            connection_invalidated=lost,
-            dialect=conn.dialect,
-        ) from exc
