@@ -1,10 +1,11 @@
 """Statements sent to PostgreSQL without waiting for each answer (psycopg's pipeline mode).
 
 The executor's transaction at the end of a short job -- final status, outputs, count,
-claim of the next job, read of it -- is six statements. Sent one at a time they cost six
-round trips, and each one wakes the executor and the server twice. In a pipeline the
-statements before the first read travel together, and both sides do a third of the work
-(trivial jobs, two executors: +13 % jobs/s; docs/daemons.md).
+claim of the next job, read of it -- waited for the server eight times when each
+statement was sent on its own, and each wait wakes the executor and a server process.
+In a pipeline the statements before the first read travel together with BEGIN, and
+COMMIT goes with the last: four waits (trivial jobs, two executors: +10 % jobs/s, a
+sixth less executor CPU per job; docs/daemons.md).
 
 SQLAlchemy reads every statement's answer as soon as it has sent it, so it cannot
 pipeline. The statements stay SQLAlchemy's: each is compiled once for the dialect and
@@ -133,8 +134,8 @@ class Pending:
 
 
 class Pipeline:
-    """Runs SQLAlchemy Core statements in a psycopg pipeline, inside the transaction of a
-    SQLAlchemy ``Connection`` (which still begins, commits and rolls back)."""
+    """Runs SQLAlchemy Core statements in a psycopg pipeline on the driver connection of
+    a SQLAlchemy ``Connection``; :func:`transaction` opens one."""
 
     def __init__(self, conn: Connection, driver_pipeline: Any) -> None:
         self.dialect = conn.dialect
@@ -190,9 +191,9 @@ def supported() -> bool:
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Pipeline]:
     """One transaction as a pipeline, on an autocommit ``conn`` (``Database.autocommit``):
-    BEGIN goes with the first statements and COMMIT with the last, so a transaction
-    whose statements are read once costs two round trips. An error in the block rolls
-    it back. Driver errors come out as SQLAlchemy's (a lost connection invalidated, so
+    BEGIN goes with the first statements and COMMIT with the last, so the transaction
+    waits for the server once per read of an answer, and once more at its end. An error
+    in the block rolls it back. Driver errors come out as SQLAlchemy's (a lost connection invalidated, so
     that the transaction is retried), as if the statements had gone through
     ``conn.execute``."""
     import psycopg
