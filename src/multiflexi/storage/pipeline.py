@@ -193,9 +193,9 @@ def transaction(conn: Connection) -> Iterator[Pipeline]:
     """One transaction as a pipeline, on an autocommit ``conn`` (``Database.autocommit``):
     BEGIN goes with the first statements and COMMIT with the last, so the transaction
     waits for the server once per read of an answer, and once more at its end. An error
-    in the block rolls it back. Driver errors come out as SQLAlchemy's (a lost connection invalidated, so
-    that the transaction is retried), as if the statements had gone through
-    ``conn.execute``."""
+    in the block rolls it back. Driver errors come out as SQLAlchemy's (a lost
+    connection invalidated, so that the transaction is retried), as if the statements
+    had gone through ``conn.execute``."""
     import psycopg
 
     driver = conn.connection.driver_connection
