@@ -16,6 +16,7 @@ from multiflexi.storage.database import Database
 from multiflexi.storage.models import JobStatus
 from tests.daemons.helpers import job
 from tests.factories import make_setup
+from tests.reliability.helpers import stdout_of
 
 
 class Watch:
@@ -115,3 +116,29 @@ def test_a_short_jobs_successor_is_claimed_with_its_final_status(
     assert calls["claim_next_in"] >= 8
     assert calls["claim_next"] <= 4
     assert executor.claimed == ids
+
+
+def test_a_templates_next_job_takes_the_emptied_directory(sqlite_db: Database) -> None:
+    """Each job prints its directory's inode and mode: the next job of the same template
+    gets the same directory, renamed, unless the job before left it changed; a job of
+    another template never gets it."""
+    show = "stat -c '%i %a' .; ls -A"
+    _, _, plain = make_setup(sqlite_db, executable="/bin/sh", cmdparams=f'-c "{show}"')
+    _, _, other = make_setup(sqlite_db, executable="/bin/sh", cmdparams=f'-c "{show}"')
+    _, _, subdir = make_setup(sqlite_db, executable="/bin/sh", cmdparams=f'-c "{show}; mkdir sub"')
+    _, _, opened = make_setup(
+        sqlite_db, executable="/bin/sh", cmdparams=f'-c "{show}; chmod 755 ."'
+    )
+    order = [plain, other] * 3 + [subdir] * 3 + [opened] * 3
+    ids = [create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt).id for rt in order]
+    executor = _executor(sqlite_db, 1)
+    executor.sweeper.GATHER = 30.0  # nothing removed before process()'s flush
+    executor.process()
+    assert executor.results == {"success": len(ids)}
+    seen = [stdout_of(sqlite_db, job_id)[1].decode().split() for job_id in ids]
+    assert all(len(out) == 2 and out[1] == "700" for out in seen)  # empty and private
+    inodes = [out[0] for out in seen]
+    assert len(set(inodes[0:6:2])) == 1 and len(set(inodes[1:6:2])) == 1
+    assert inodes[0] != inodes[1]
+    assert len(set(inodes[6:9])) == 3 and len(set(inodes[9:12])) == 3
+    assert not any(Path(job(sqlite_db, job_id).workdir).exists() for job_id in ids)

@@ -140,3 +140,55 @@ def test_a_failing_batch_leaves_the_sweeper_working(
     sweeper.discard(second)  # the same thread goes on with the next batch
     assert _wait(lambda: not second.exists())
     assert first.exists()  # the failed batch's directory is left to housekeeping
+
+
+def test_the_next_job_of_the_same_key_takes_a_pending_directory(tmp_path: Path) -> None:
+    """Renamed to the new job's name instead of one ``rmdir`` and one ``mkdir``."""
+    sweeper = WorkdirSweeper()
+    sweeper.GATHER = 30.0
+    older, newer, other = _dirs(tmp_path, range(1, 4))
+    sweeper.discard(older, key=7)
+    sweeper.discard(newer, key=7)
+    sweeper.discard(other, key=8)
+    inode = newer.stat().st_ino
+    assert not sweeper.take(tmp_path / "10", None)  # no key: nobody's to take
+    assert not sweeper.take(tmp_path / "10", 9)
+    assert sweeper.take(tmp_path / "10", 7)  # the newest of the key's
+    assert (tmp_path / "10").stat().st_ino == inode and not newer.exists()
+    assert sweeper.pending == 2
+    sweeper.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["10"]  # the taken one stays
+    assert not sweeper.take(tmp_path / "11", 7)  # none pending any more
+
+
+def test_only_an_empty_private_directory_of_ours_is_taken(tmp_path: Path) -> None:
+    sweeper = WorkdirSweeper()
+    sweeper.GATHER = 30.0
+    with_subdir, opened_up, replaced = _dirs(tmp_path, range(1, 4))
+    (with_subdir / "sub").mkdir()  # no file: the job's output went with its status
+    opened_up.chmod(0o755)
+    replaced.rmdir()  # the job put a link to elsewhere in its directory's place
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    replaced.symlink_to(elsewhere)
+    for path in (with_subdir, opened_up, replaced):
+        sweeper.discard(path, key=1)
+        assert not sweeper.take(tmp_path / "new", 1)
+        assert not (tmp_path / "new").exists()
+    sweeper.flush()  # not taken: removed as ever
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
+    assert elsewhere.is_dir()  # the link went, not what it pointed to
+
+
+def test_a_target_with_files_is_not_replaced(tmp_path: Path) -> None:
+    """An earlier attempt of the new job left files in its directory: they stay, and the
+    pending directory goes its usual way."""
+    sweeper = WorkdirSweeper()
+    sweeper.GATHER = 30.0
+    spare, target = _dirs(tmp_path, range(1, 3))
+    (target / "kept.txt").write_text("an earlier attempt's")
+    sweeper.discard(spare, key=1)
+    assert not sweeper.take(target, 1)
+    assert (target / "kept.txt").read_text() == "an earlier attempt's"
+    sweeper.flush()
+    assert not spare.exists()

@@ -190,7 +190,8 @@ class JobRunner:
                 "command": display(shown),
             }
             changed = {k: v for k, v in record.items() if getattr(job, k) != v}
-            _make_workdir(workdir)
+            if self.sweeper is None or not self.sweeper.take(workdir, rt.id if rt else None):
+                _make_workdir(workdir)
             timeout = float(rt.timeout) if rt is not None and rt.timeout else None
             return changed, Prepared(
                 job_id=job.id,
@@ -348,9 +349,10 @@ class JobRunner:
             )
         if not prepared.keep_workdir:
             if together and self.sweeper is not None:
-                # Empty: off the next job's path. A job's files go now, and with them
-                # the space that the next job may need.
-                self.sweeper.discard(prepared.workdir)
+                # Empty: off the next job's path, unless the template's next job takes
+                # it as its own. A job's files go now, and with them the space that the
+                # next job may need.
+                self.sweeper.discard(prepared.workdir, prepared.runtemplate_id)
             else:
                 remove_workdir(prepared.workdir)
         if not won:

@@ -11,13 +11,24 @@ thread of its own; ``.removing/`` itself goes after each batch. A directory with
 is removed at once, so that the next job finds the space it held. A directory whose
 removal a crash cut short is removed by the next batch that finds it (in
 ``.removing/``) or by housekeeping (a job's own directory).
+
+A directory waiting for its batch may be taken instead by the next job of the same run
+template (:meth:`WorkdirSweeper.take`): renamed to that job's name, it saves the job a
+``mkdir`` and the sweeper an ``rmdir`` -- the block that each of them allocates or
+frees, and the discard it costs (two executor daemons, trivial jobs on PostgreSQL: +7 %
+jobs/s, 5 % less of the machine's CPU per job; docs/daemons.md). Only a directory that
+is still empty, private and ours is taken, and only by the same template's job: a
+process that escaped its job unseen and still works in the directory would otherwise
+write into another company's job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -32,8 +43,25 @@ def remove_workdir(workdir: Path) -> None:
     """Remove a job's directory and what the job left in it; a missing one is fine."""
     try:  # most jobs leave their directory empty: one system call
         os.rmdir(workdir)
+    except NotADirectoryError:  # the job put a link in its place: the link goes
+        with contextlib.suppress(OSError):
+            os.unlink(workdir)
     except OSError:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _reusable(path: Path) -> bool:
+    """A directory of ours, private, and empty: as ``mkdir`` would make it."""
+    try:
+        st = os.lstat(path)  # not a symbolic link the job put in its directory's place
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return False
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            return False
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _open_aside(root: Path) -> None:
@@ -78,22 +106,45 @@ class WorkdirSweeper:
     IDLE_EXIT = 5.0
 
     def __init__(self) -> None:
-        self._pending: list[Path] = []
+        #: Directories waiting for the next batch, each with the key that may take it.
+        self._pending: list[tuple[Path, object]] = []
         self._lock = threading.Lock()  # guards _pending and _thread
         self._sweeping = threading.Lock()  # held while a batch is removed
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def discard(self, workdir: Path) -> None:
-        """Remove ``workdir`` soon, in the sweeper's thread."""
+    def discard(self, workdir: Path, key: object = None) -> None:
+        """Remove ``workdir`` soon, in the sweeper's thread; until then, :meth:`take`
+        may give it to the next job of the same ``key`` (None: to none)."""
         with self._lock:
-            self._pending.append(workdir)
+            self._pending.append((workdir, key))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="workdir-sweeper", daemon=True
                 )
                 self._thread.start()
         self._wake.set()
+
+    def take(self, workdir: Path, key: object) -> bool:
+        """Make ``workdir`` (a new job's directory, not there yet or empty) out of the
+        newest pending directory of ``key``; False: none could be taken, so make it."""
+        if key is None:
+            return False
+        with self._lock:  # once out of the list, no batch removes it
+            for index in range(len(self._pending) - 1, -1, -1):
+                if self._pending[index][1] == key:
+                    spare = self._pending.pop(index)[0]
+                    break
+            else:
+                return False
+        if _reusable(spare):
+            try:
+                os.rename(spare, workdir)
+                return True
+            except OSError:  # a directory of that name with files: not ours to replace
+                pass
+        self.discard(spare)
+        return False
 
     @property
     def pending(self) -> int:
@@ -122,7 +173,8 @@ class WorkdirSweeper:
     def _sweep(self) -> None:
         with self._sweeping:
             with self._lock:
-                batch, self._pending = self._pending, []
+                batch = [workdir for workdir, _ in self._pending]
+                self._pending = []
             roots = {workdir.parent for workdir in batch}
             for root in roots:
                 _open_aside(root)
