@@ -17,18 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-
 from multiflexi.config import Settings, settings_from_values
+from multiflexi.storage import scratch
 from multiflexi.storage.database import Database
 
 BACKEND_NAMES = {"sqlite": "SQLite", "pgsql": "PostgreSQL", "mysql": "MariaDB"}
-#: Administrative connections to the servers; MF_TEST_PG_* / MF_TEST_MY_* override them,
-#: as they do for the test suite.
-SERVER_ADMIN = {
-    "pgsql": {"DB_CONNECTION": "pgsql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "postgres"},
-    "mysql": {"DB_CONNECTION": "mysql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "root"},
-}
 
 
 class BenchError(Exception):
@@ -127,43 +120,6 @@ def program(name: str) -> str:
 # -- databases ------------------------------------------------------------------------------
 
 
-def _server_values(backend: str) -> dict[str, str]:
-    values = dict(SERVER_ADMIN[backend])
-    prefix = "MF_TEST_PG_" if backend == "pgsql" else "MF_TEST_MY_"
-    for key in ("HOST", "PORT", "USERNAME", "PASSWORD"):
-        if os.environ.get(prefix + key):
-            values["DB_" + key] = os.environ[prefix + key]
-    return values
-
-
-def _admin(backend: str, statements: Sequence[str]) -> None:
-    from sqlalchemy import create_engine
-
-    admin_db = "postgres" if backend == "pgsql" else "mysql"
-    settings = settings_from_values({**_server_values(backend), "DB_DATABASE": admin_db})
-    engine = create_engine(settings.database_url(), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for stmt in statements:
-                conn.execute(text(stmt))
-    finally:
-        engine.dispose()
-
-
-def _empty_tables(db: Database) -> None:
-    from multiflexi.storage.models import Base
-
-    with db.engine.begin() as conn:
-        if db.dialect == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in Base.metadata.sorted_tables:
-                conn.execute(text(f"TRUNCATE TABLE `{table.name}`"))
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
-        else:
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
 class Databases:
     """Fresh, migrated databases on demand; :meth:`drop_all` removes the server ones."""
 
@@ -185,29 +141,22 @@ class Databases:
         if backend in self.failed:
             raise BenchError(self.failed[backend])
         if backend not in self.created:
-            server = {**_server_values(backend), "DB_DATABASE": self.name}
             try:
-                drop = f"DROP DATABASE IF EXISTS {self.name}"
-                _admin(backend, [drop, f"CREATE DATABASE {self.name}"])
+                server = scratch.create(backend, self.name)
                 self.created[backend] = server
-                fresh = Database(settings_from_values({**server, **values}), check_schema=False)
-                fresh.migrate()
-                fresh.dispose()
             except Exception as exc:
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 self.failed[backend] = f"{BACKEND_NAMES[backend]} not available: {line}"
                 raise BenchError(self.failed[backend]) from exc
-            db = Database(settings_from_values({**server, **values}))
-        else:
-            db = Database(settings_from_values({**self.created[backend], **values}))
-            _empty_tables(db)
+            return Database(settings_from_values({**server, **values}))
+        db = Database(settings_from_values({**self.created[backend], **values}))
+        scratch.empty(db)
         return db
 
     def drop_all(self) -> None:
         for backend in list(self.created):
-            force = " WITH (FORCE)" if backend == "pgsql" else ""
             try:
-                _admin(backend, [f"DROP DATABASE IF EXISTS {self.name}{force}"])
+                scratch.drop(backend, self.name)
             except Exception as exc:  # report, but go on dropping the others
                 print(f"warning: could not drop {self.name} on {backend}: {exc}", file=sys.stderr)
             del self.created[backend]
@@ -215,22 +164,9 @@ class Databases:
 
 def db_environment(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment of a CLI or daemon pointed at the benchmark's database."""
-    env = {
+    inherited = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
     }
-    env["MULTIFLEXI_DATA_DIR"] = str(settings.data_dir)
-    env["DB_CONNECTION"] = settings.db_connection
-    if settings.db_connection == "sqlite":
-        env["DB_DATABASE"] = str(settings.sqlite_path)
-    else:
-        env.update(
-            DB_HOST=settings.db_host,
-            DB_PORT=str(settings.db_port or ""),
-            DB_DATABASE=settings.db_database,
-            DB_USERNAME=settings.db_username,
-            DB_PASSWORD=settings.db_password,
-        )
-    env.update(extra)
-    return env
+    return {**inherited, **scratch.process_environment(settings), **extra}

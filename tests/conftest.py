@@ -17,39 +17,11 @@ from typing import Any
 import pytest
 
 from multiflexi.config import Settings, settings_from_values
+from multiflexi.storage import scratch
 from multiflexi.storage.database import Database
 
 BACKENDS = ("sqlite", "pgsql", "mysql")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-SERVER_ADMIN = {
-    "pgsql": {"DB_CONNECTION": "pgsql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "postgres"},
-    "mysql": {"DB_CONNECTION": "mysql", "DB_HOST": "127.0.0.1", "DB_USERNAME": "root"},
-}
-
-
-def _server_values(backend: str) -> dict[str, str]:
-    vals = dict(SERVER_ADMIN[backend])
-    prefix = "MF_TEST_PG_" if backend == "pgsql" else "MF_TEST_MY_"
-    for key in ("HOST", "PORT", "USERNAME", "PASSWORD"):
-        if os.environ.get(prefix + key):
-            vals["DB_" + key] = os.environ[prefix + key]
-    return vals
-
-
-def _admin_execute(backend: str, statements: list[str]) -> None:
-    from sqlalchemy import create_engine, text
-
-    settings = settings_from_values(
-        {**_server_values(backend), "DB_DATABASE": "postgres" if backend == "pgsql" else "mysql"}
-    )
-    engine = create_engine(settings.database_url(), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for stmt in statements:
-                conn.execute(text(stmt))
-    finally:
-        engine.dispose()
 
 
 class ServerDatabases:
@@ -65,20 +37,8 @@ class ServerDatabases:
             self._unavailable(backend, self.failed[backend])
         if backend not in self.created:
             try:
-                _admin_execute(
-                    backend,
-                    [f"DROP DATABASE IF EXISTS {self.name}", f"CREATE DATABASE {self.name}"],
-                )
-                settings = settings_from_values(
-                    {
-                        **_server_values(backend),
-                        "DB_DATABASE": self.name,
-                        "MULTIFLEXI_DATA_DIR": str(data_dir),
-                    }
-                )
-                db = Database(settings, check_schema=False)
-                db.migrate()
-                db.dispose()
+                values = scratch.create(backend, self.name)
+                settings = settings_from_values({**values, "MULTIFLEXI_DATA_DIR": str(data_dir)})
             except Exception as exc:  # pragma: no cover - depends on the machine
                 self.failed[backend] = f"{type(exc).__name__}: {exc}"
                 self._unavailable(backend, self.failed[backend])
@@ -96,8 +56,8 @@ class ServerDatabases:
     def drop_all(self) -> None:
         for backend in self.created:
             try:
-                _admin_execute(backend, [f"DROP DATABASE IF EXISTS {self.name}"])
-            except Exception:
+                scratch.drop(backend, self.name)
+            except Exception:  # pragma: no cover - a server gone by the end of the run
                 pass
 
 
@@ -106,22 +66,6 @@ def server_databases() -> Iterator[ServerDatabases]:
     servers = ServerDatabases()
     yield servers
     servers.drop_all()
-
-
-def empty_tables(db: Database) -> None:
-    from sqlalchemy import text
-
-    from multiflexi.storage.models import Base
-
-    with db.engine.begin() as conn:
-        if db.dialect == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in Base.metadata.sorted_tables:
-                conn.execute(text(f"TRUNCATE TABLE `{table.name}`"))
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
-        elif db.dialect == "pgsql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 def make_settings(backend: str, tmp_path: Path, servers: ServerDatabases, **extra: str) -> Settings:
@@ -135,7 +79,7 @@ def make_settings(backend: str, tmp_path: Path, servers: ServerDatabases, **extr
 def open_database(backend: str, tmp_path: Path, servers: ServerDatabases) -> Database:
     db = Database(make_settings(backend, tmp_path, servers))
     if backend != "sqlite":
-        empty_tables(db)
+        scratch.empty(db)
     return db
 
 
@@ -174,21 +118,7 @@ def any_db(
 
 def db_environment(db: Database) -> dict[str, str]:
     """Process environment that points a CLI or daemon at ``db``."""
-    s = db.settings
-    env = {"MULTIFLEXI_DATA_DIR": str(s.data_dir), "DB_CONNECTION": s.db_connection}
-    if s.db_connection == "sqlite":
-        env["DB_DATABASE"] = str(s.sqlite_path)
-    else:
-        env.update(
-            DB_HOST=s.db_host,
-            DB_PORT=str(s.db_port or ""),
-            DB_DATABASE=s.db_database,
-            DB_USERNAME=s.db_username,
-            DB_PASSWORD=s.db_password,
-        )
-    if s.master_key:
-        env["ENCRYPTION_MASTER_KEY"] = s.master_key
-    return env
+    return scratch.process_environment(db.settings)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from multiflexi.jobs import environment
 from multiflexi.jobs.service import create_job
 from multiflexi.scheduling.bulk import JobRequest, bulk_create_jobs
 from multiflexi.secrets import Vault
+from multiflexi.storage import scratch
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import (
     App,
@@ -39,7 +40,7 @@ from multiflexi.storage.models import (
     RunTemplate,
     ScheduleEntry,
 )
-from tests.conftest import ServerDatabases, empty_tables, make_settings
+from tests.conftest import ServerDatabases, make_settings
 
 AT = datetime(2026, 11, 28, 10, tzinfo=UTC)
 #: Set when the row is written, so different between any two runs.
@@ -155,7 +156,7 @@ def twin(db: Database, tmp_path: Path, servers: ServerDatabases) -> Iterator[Dat
         )
         other = Database(settings)
     else:
-        empty_tables(db)
+        scratch.empty(db)
         other = Database(make_settings(db.dialect, tmp_path, servers))
     try:
         yield other
