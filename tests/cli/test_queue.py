@@ -110,7 +110,9 @@ def test_queue_process_runs_the_due_jobs_in_the_foreground(cli: Cli, sqlite_db: 
     with sqlite_db.read() as session:
         assert session.get_one(Job, ids["later"]).status == "scheduled"
     assert cli.json("queue:status")["due_now"] == 0
-    assert cli("queue:process", "--concurrency", "0").exit_code == 2
+    refused = cli("queue:process", "--concurrency", "0")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == "error: --concurrency must be at least 1, got 0"
 
 
 def test_status_tells_the_installation_and_its_live_daemons(cli: Cli, sqlite_db: Database) -> None:

@@ -81,12 +81,13 @@ def queue_process(limit: str | None, concurrency: str) -> None:
     from multiflexi.daemons.signals import DaemonSignals
     from multiflexi.queue import new_worker_id
 
-    ctx = cli_context()
     parallel = parse_int(concurrency, "--concurrency")
     if parallel < 1:
-        from multiflexi.errors import UsageError
+        from multiflexi.errors import Invalid
 
-        raise UsageError("--concurrency must be at least 1")
+        raise Invalid(f"--concurrency must be at least 1, got {parallel}")
+    most = parse_int(limit, "--limit") if limit is not None else None
+    ctx = cli_context()
     signals = DaemonSignals()
     daemon = ExecutorDaemon(
         ctx.db,
@@ -94,7 +95,7 @@ def queue_process(limit: str | None, concurrency: str) -> None:
         worker_id=new_worker_id("cli"),
         max_parallel=parallel,
         signals=signals,
-        limit=parse_int(limit, "--limit") if limit is not None else None,
+        limit=most,
         maintenance=False,
     )
     # Ctrl-C as for the daemon: the first stops claiming and lets running jobs finish,
