@@ -89,8 +89,12 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from multiflexi.audit import Actor, set_actor
             from multiflexi.storage.database import Database
+            from multiflexi.users import unix_login
 
+            # Changes made by this command are audited as the Unix account's.
+            set_actor(Actor(source="cli", login=unix_login()))
             self._db = Database(self.settings)
         return self._db
 

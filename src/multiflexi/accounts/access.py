@@ -1,0 +1,109 @@
+"""Who is asking, and what they may see: the one place company scoping is decided.
+
+Every list, get, count, export and stream of company-owned data goes through
+:func:`scoped` (for queries) or :func:`visible` / :func:`operable` (for one object). An object
+of a company the user is not assigned to is *not found*: its existence is not revealed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from multiflexi.accounts import throttle
+from multiflexi.accounts.passwords import verify_password
+from multiflexi.errors import Forbidden, NotFound
+from multiflexi.storage.models import CompanyUser, User, UserRole
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql import Select
+
+S = TypeVar("S", bound="Select[Any]")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user with its roles: ``admin``, or a role per company id."""
+
+    user_id: int
+    login: str
+    admin: bool = False
+    companies: Mapping[int, str] = field(default_factory=dict)
+
+    def role_in(self, company_id: int) -> str | None:
+        if self.admin:
+            return "admin"
+        return self.companies.get(company_id)
+
+    def visible_ids(self) -> list[int] | None:
+        """Company ids this user may see; None means all (admin)."""
+        return None if self.admin else sorted(self.companies)
+
+
+def principal_of(session: Session, user: User) -> Principal:
+    roles = set(session.scalars(select(UserRole.role).where(UserRole.user_id == user.id)))
+    rows = session.execute(
+        select(CompanyUser.company_id, CompanyUser.role).where(CompanyUser.user_id == user.id)
+    )
+    return Principal(
+        user_id=user.id,
+        login=user.login,
+        admin="admin" in roles,
+        companies={int(cid): str(role) for cid, role in rows},
+    )
+
+
+def scoped(stmt: S, company_column: Any, who: Principal) -> S:
+    """``stmt`` restricted to the companies ``who`` may see."""
+    ids = who.visible_ids()
+    if ids is None:
+        return stmt
+    return stmt.where(company_column.in_(ids))  # type: ignore[no-any-return]
+
+
+def visible(who: Principal, company_id: int | None, what: str) -> None:
+    """:class:`NotFound` (``what`` not found) unless ``who`` may see the company's data."""
+    if company_id is None or who.role_in(company_id) is None:
+        raise NotFound(f"{what} not found")
+
+
+def operable(who: Principal, company_id: int | None, what: str) -> None:
+    """Like :func:`visible`, and :class:`Forbidden` for a viewer."""
+    visible(who, company_id, what)
+    assert company_id is not None
+    if who.role_in(company_id) == "viewer":
+        raise Forbidden(f"viewer of company {company_id} may not change {what}")
+
+
+def require_admin(who: Principal) -> None:
+    if not who.admin:
+        raise Forbidden("only an administrator may do this")
+
+
+def check_login(
+    session: Session,
+    login: str,
+    password: str,
+    *,
+    address: str,
+    limits: throttle.Limits,
+) -> User | None:
+    """The enabled user with this login and password, else None (the failure is recorded:
+    commit the session before raising). :class:`Throttled` while the pair must wait.
+
+    Unknown login, wrong password and disabled account all answer the same, so a caller
+    learns nothing about which logins exist.
+    """
+    key = throttle.key_of(login, address)
+    throttle.check_allowed(session, key)
+    user = session.scalar(select(User).where(User.login == login)) if login else None
+    ok = verify_password(user.password if user is not None else "", password)
+    if user is None or not ok or not user.enabled:
+        throttle.record_failure(session, key, limits)
+        return None
+    throttle.record_success(session, key)
+    return user
