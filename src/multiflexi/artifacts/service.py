@@ -169,6 +169,21 @@ def stream_artifact(db: Database, artifact_id: int) -> Iterator[bytes]:
     return blobs.iter_content(db, artifact_id)
 
 
+def stream_range(db: Database, artifact_id: int, first: int, last: int) -> Iterator[bytes]:
+    """Bytes ``first`` to ``last`` (inclusive) of the content, chunk by chunk: at most one
+    stored chunk is in memory at a time."""
+    position = 0
+    for chunk in blobs.iter_content(db, artifact_id):
+        end = position + len(chunk)
+        if end > first:
+            piece = chunk[max(0, first - position) : last + 1 - position]
+            if piece:
+                yield piece
+        position = end
+        if position > last:
+            return
+
+
 def save_artifact(db: Database, artifact_id: int, out: IO[bytes]) -> int:
     """Copy the content to a binary stream; returns the byte count."""
     total = 0
