@@ -67,10 +67,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class Guard:
     """Outermost middleware: the request body limit, security and cache headers, and the
     audit actor of the request (filled in once the user is known)."""
@@ -95,22 +91,35 @@ class Guard:
             )
             return
         authenticated = b"authorization" in headers
-        seen = 0
-        started = False
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            # A body without a declared length (chunked): read it here, at most max_body
+            # bytes, then hand it on; above the limit answer 413 before any handler runs.
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                more = bool(message.get("more_body"))
+                if len(body) > self.max_body:
+                    await error_response(413, f"request body larger than {self.max_body} bytes")(
+                        scope, receive, send
+                    )
+                    return
+            replayed = False
 
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            receive = replay
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 raw = list(message.get("headers", []))
                 names = {k.lower() for k, _ in raw}
                 raw += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
@@ -119,13 +128,7 @@ class Guard:
                 message["headers"] = raw
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except BodyTooLarge:
-            if not started:
-                await error_response(413, f"request body larger than {self.max_body} bytes")(
-                    scope, receive, send
-                )
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings, *, base_path: str | None = None) -> FastAPI:
