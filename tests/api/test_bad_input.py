@@ -146,7 +146,7 @@ def test_failed_logins_are_throttled_then_locked(sqlite_server: Server) -> None:
         for _ in range(5):
             codes.append(c.get("/jobs.json").status_code)
         res = c.get("/jobs.json")
-    assert codes[:4] == [401] * 4 and 429 in codes[4:] + [res.status_code]
+    assert codes[:4] == [401] * 4 and 429 in [*codes[4:], res.status_code]
     assert int(res.headers.get("retry-after", "1")) >= 1
     with sqlite_server.as_user("throttled") as c:  # the right password waits too
         assert c.get("/jobs.json").status_code == 429
