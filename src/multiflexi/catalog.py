@@ -24,6 +24,7 @@ from multiflexi.storage.models import (
     Artifact,
     Company,
     Credential,
+    CredentialType,
     Job,
     RunTemplate,
     User,
@@ -277,6 +278,22 @@ def get_credential(
     (operable if write else visible)(who, cred.company_id if cred else None, what)
     assert cred is not None
     return cred
+
+
+def list_credential_types(session: Session, who: Principal, page: Page) -> list[CredentialType]:
+    """Global credential types and those of the companies ``who`` may see."""
+    stmt = select(CredentialType)
+    ids = who.visible_ids()
+    if ids is not None:
+        stmt = stmt.where(CredentialType.company_id.is_(None) | CredentialType.company_id.in_(ids))
+    return list(session.scalars(page.apply(stmt, CredentialType)))
+
+
+def get_credential_type(session: Session, who: Principal, type_id: int) -> CredentialType:
+    ct = session.get(CredentialType, type_id)
+    if ct is None or (ct.company_id is not None and who.role_in(ct.company_id) is None):
+        raise NotFound(f"credential type {type_id} not found")
+    return ct
 
 
 # -- users ----------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ def test_the_gdpr_export_holds_only_the_callers_own_data(server: Server) -> None
     with server.as_user("viewer") as c:
         data = c.get("/data-export-download").json()
     text = json.dumps(data)
-    assert data["user_profile"]["login"] == "viewer"
+    assert data["user_profile"]["username"] == "viewer"
     assert "argon2" not in text and "admin@example.com" not in text
 
 

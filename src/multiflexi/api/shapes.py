@@ -183,9 +183,21 @@ def credential_wire(session: Session, cred: Credential) -> dict[str, Any]:
         "id": cred.id,
         "company_id": cred.company_id,
         "name": cred.name,
-        "type": ct.code if ct else "",
+        "type": _spec_kind(names),
+        "credential_type": ct.code if ct else "",
         "credential_type_id": cred.credential_type_id,
         "fields_set": sorted(names),
         "DatCreate": cred.created,
         "DatUpdate": cred.updated,
     }
+
+
+def _spec_kind(field_names: list[str]) -> str:
+    """The spec's ``type`` enum (password, token, certificate) guessed from the field names;
+    ``credential_type`` is the real type."""
+    upper = " ".join(field_names).upper()
+    if "CERT" in upper:
+        return "certificate"
+    if "TOKEN" in upper or "KEY" in upper:
+        return "token"
+    return "password"

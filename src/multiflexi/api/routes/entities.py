@@ -77,7 +77,12 @@ def set_app(
     require_admin(who)
     values = body.model_dump(exclude_none=True) if body else {}
     with db.session() as s:
-        app = update_app(s, find(s, who, appId), values) if appId else create_app(s, values)
+        if appId:
+            app = find(s, who, appId)
+            if values:  # upstream's client sends no body: nothing to change
+                update_app(s, app, values)
+        else:
+            app = create_app(s, values)
         data = shapes.app_wire(app, shape, detail=True)
     return render(data, "json", status=201)
 
@@ -249,14 +254,27 @@ class RunTemplateUpdate(RunTemplateSettings):
 
 @router.post("/runtemplate", tags=["runtemplate"], status_code=201)
 def create_runtemplate(
-    body: RunTemplateCreate, who: Who, db: Db, settings: Conf, shape: Shaped
+    who: Who,
+    db: Db,
+    settings: Conf,
+    shape: Shaped,
+    body: Annotated[RunTemplateCreate | None, Body()] = None,
+    runTemplateId: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
-    """Create a run template of an application for a company (operators of the company)."""
+    """Create a run template of an application for a company (operators of the company).
+    Upstream's client sends only ``runTemplateId`` and no body: that answers the template."""
     from multiflexi.accounts.access import operable
-    from multiflexi.catalog import get_app, get_company
+    from multiflexi.catalog import get_app, get_company, get_runtemplate
+    from multiflexi.errors import Invalid
     from multiflexi.runtemplates.service import create_runtemplate as create
     from multiflexi.secrets import Vault
 
+    if body is None:
+        if runTemplateId is None:
+            raise Invalid("give the run template as a JSON body (app_id, company_id, ...)")
+        with db.read() as s:
+            data = shapes.runtemplate_wire(get_runtemplate(s, who, runTemplateId), shape)
+        return render(data, "json", status=201)
     operable(who, body.company_id, f"company {body.company_id}")
     values, config = body.split()
     with db.session() as s:
@@ -365,6 +383,71 @@ def update_credential(
             )
         data = shapes.credential_wire(s, catalog.get_credential(s, who, credential_id))
     return render({"id": credential_id, "success": True, "credential": data}, suffix, status=201)
+
+
+# -- credential types (global) ---------------------------------------------------------------
+
+
+def _ctype_wire(ct: Any) -> dict[str, Any]:
+    return {
+        "id": ct.id,
+        "name": ct.name,
+        "code": ct.code,
+        "uuid": ct.uuid,
+        "description": ct.description or "",
+        "url": ct.url or "",
+        "logo": ct.logo or "",
+        "company_id": ct.company_id,
+        "DatCreate": ct.created,
+        "DatUpdate": None,
+    }
+
+
+@router.get("/credential_types.{suffix}", tags=["credential"])
+def list_credential_types(suffix: Suffix, who: Who, db: Db, page: Paged) -> Response:
+    """Credential types: the global ones and those of the caller's companies."""
+    from multiflexi import catalog
+
+    with db.read() as s:
+        rows = [_ctype_wire(t) for t in catalog.list_credential_types(s, who, page)]
+    return render(rows, suffix, title="Credential types")
+
+
+@router.get("/credential_type/{type_id}.{suffix}", tags=["credential"])
+def get_credential_type(type_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+    from multiflexi import catalog
+
+    with db.read() as s:
+        data = _ctype_wire(catalog.get_credential_type(s, who, type_id))
+    return render(data, suffix, title=f"Credential type {type_id}")
+
+
+class CredentialTypeBody(Strict):
+    name: str | None = Field(default=None, max_length=255)
+    description: str | None = None
+    url: str | None = Field(default=None, max_length=255)
+    logo: str | None = None
+
+
+@router.post("/credential_type/{type_id}.{suffix}", tags=["credential"], status_code=201)
+def update_credential_type(
+    type_id: int,
+    suffix: Suffix,
+    who: Who,
+    db: Db,
+    body: Annotated[CredentialTypeBody | None, Body()] = None,
+) -> Response:
+    """Change the name, description, URL or logo of a credential type (administrators)."""
+    from multiflexi import catalog
+    from multiflexi.accounts.access import require_admin
+    from multiflexi.credentials.types import describe_type
+
+    require_admin(who)
+    with db.session() as s:
+        ct = catalog.get_credential_type(s, who, type_id)
+        describe_type(s, ct, **(body.model_dump(exclude_none=True) if body else {}))
+        data = _ctype_wire(ct)
+    return render(data, suffix, status=201)
 
 
 # -- users and roles ------------------------------------------------------------------------

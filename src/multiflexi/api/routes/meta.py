@@ -197,31 +197,11 @@ def logout(request: Request, db: Db, body: Annotated[LogoutBody | None, Body()] 
     return render({"message": "Logout successful", "status": "success"}, "json")
 
 
-def _export(db: Db, who: Any) -> dict[str, Any]:
-    from multiflexi.accounts.service import (
-        assignment_record,
-        get_user,
-        list_assignments,
-        user_record,
-        user_roles,
-    )
-    from multiflexi.accounts.tokens import list_tokens, token_record
-    from multiflexi.audit import audit_record, list_audit
-    from multiflexi.storage.types import utcnow
+def _export(db: Db, who: Any, request: Request) -> dict[str, Any]:
+    from multiflexi.accounts.export import export_user_data
 
     with db.read() as s:
-        user = get_user(s, who.user_id)
-        profile = user_record(user)
-        return {
-            "export_metadata": {"generated_at": utcnow(), "format": "json", "user_id": user.id},
-            "user_profile": profile,
-            "roles": user_roles(s, user.id),
-            "company_associations": [
-                assignment_record(a) for a in list_assignments(s, user_id=user.id)
-            ],
-            "tokens": [token_record(t) for t in list_tokens(s, user.id)],
-            "audit_trails": [audit_record(a) for a in list_audit(s, user_id=user.id, limit=1000)],
-        }
+        return export_user_data(s, who.user_id, address=client_address(request))
 
 
 @router.get("/data-export", tags=["gdpr"])
@@ -246,13 +226,14 @@ def data_export(
         "generated_at": now,
         "expires_at": now,
         "notification_sent": False,
-        "data": _export(db, who),
+        "data": _export(db, who, request),
     }
     return render(data, "json")
 
 
 class ExportBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    action: str = Field(default="export", pattern="^(export|status)$")
     format: str = Field(default="json", pattern="^json$")
 
 
@@ -261,15 +242,18 @@ def data_export_post(
     request: Request, who: Who, db: Db, body: Annotated[ExportBody | None, Body()] = None
 ) -> Response:
     """The same as GET: your own account data."""
-    return data_export(request, who, db)
+    return data_export(request, who, db, action=body.action if body else "export")
 
 
 @router.get("/data-export-download", name="data_export_download", tags=["gdpr"])
 def data_export_download(
-    who: Who, db: Db, token: Annotated[str | None, Query(max_length=200)] = None
+    request: Request,
+    who: Who,
+    db: Db,
+    token: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """Your own account data as a JSON document (nothing of any other user)."""
-    return render(_export(db, who), "json")
+    return render(_export(db, who, request), "json")
 
 
 @router.get("/queue/status.{suffix}", tags=["queue"])
