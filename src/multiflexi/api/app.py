@@ -197,6 +197,9 @@ def create_app(settings: Settings, *, base_path: str | None = None) -> FastAPI:
 
     for module in (meta, entities, jobs):
         app.include_router(module.router, prefix=base)
+    from multiflexi.api.openapi import install
+
+    install(app, base)
 
     max_body = int(settings.get("MULTIFLEXI_API_MAX_BODY") or DEFAULT_MAX_BODY)
     origins = [o.strip() for o in (settings.get("MULTIFLEXI_API_CORS_ORIGINS") or "").split(",")]
