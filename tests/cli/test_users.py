@@ -106,3 +106,27 @@ def test_every_change_is_in_the_audit_log_with_secrets_redacted(
     update = next(r for r in rows if r["action"] == "update")
     assert update["changes"] == {"email": "g2@example.com", "DatSave": update["changes"]["DatSave"]}
     assert cli.json("auditlog:list --entity company")[0]["entity_type"] == "company"
+
+
+def test_the_cli_never_imports_the_api_layer(cli: Cli, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from multiflexi.cli.main import main\n"
+        "main(['user:list', '-f', 'json'])\n"
+        "main(['token:list', '-f', 'json'])\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette')"
+        " or m.startswith('multiflexi.api')]\n"
+        "print('LOADED', bad)\n"
+    )
+    env = {**db_environment_of(cli), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "LOADED []" in out
+
+
+def db_environment_of(cli: Cli) -> dict[str, str]:
+    return dict(cli.env)
