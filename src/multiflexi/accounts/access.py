@@ -7,6 +7,7 @@ of a company the user is not assigned to is *not found*: its existence is not re
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -101,9 +102,47 @@ def check_login(
     key = throttle.key_of(login, address)
     throttle.check_allowed(session, key)
     user = session.scalar(select(User).where(User.login == login)) if login else None
-    ok = verify_password(user.password if user is not None else "", password)
+    stored = user.password if user is not None else ""
+    ok = _recently_verified(login, password, stored) or verify_password(stored, password)
     if user is None or not ok or not user.enabled:
         throttle.record_failure(session, key, limits)
         return None
+    _remember(login, password, stored)
     throttle.record_success(session, key)
     return user
+
+
+#: HTTP Basic sends the password with every request, and argon2id costs tens of
+#: milliseconds by design. A successful check is remembered for a while, in this process
+#: only, as a salted SHA-256 of (login, password) bound to the stored hash: a changed
+#: password (a new hash) is checked with argon2 again at once.
+_VERIFIED: dict[str, tuple[str, float]] = {}
+_VERIFIED_SECONDS = 300.0
+_VERIFIED_MAX = 4096
+_SALT = secrets.token_bytes(16)
+
+
+def _verified_key(login: str, password: str) -> str:
+    import hashlib
+
+    data = (
+        login.encode("utf-8", "surrogatepass") + b"\0" + password.encode("utf-8", "surrogatepass")
+    )
+    return hashlib.sha256(_SALT + data).hexdigest()
+
+
+def _recently_verified(login: str, password: str, stored: str) -> bool:
+    import time
+
+    if not stored:
+        return False
+    hit = _VERIFIED.get(_verified_key(login, password))
+    return hit is not None and hit[0] == stored and hit[1] > time.monotonic()
+
+
+def _remember(login: str, password: str, stored: str) -> None:
+    import time
+
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[_verified_key(login, password)] = (stored, time.monotonic() + _VERIFIED_SECONDS)
