@@ -103,8 +103,15 @@ def python_version(python: str) -> str:
 
 def build_venv(stage: Path, python: str, work: Path) -> None:
     """Our wheel and its dependencies, from PyPI, in ``stage`` + :data:`VENV`."""
+    # The wheel is built from a clean copy: setuptools' build/ in the work tree may hold
+    # modules deleted since, and they would be packaged.
+    source = work / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(ROOT / "src", source / "src", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     wheels = work / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT)
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source)
     (wheel,) = wheels.glob("multiflexi-*.whl")
     target = stage / VENV.lstrip("/")
     run(python, "-m", "venv", "--without-pip", target)
