@@ -39,7 +39,6 @@ VENV = "/usr/lib/multiflexi/venv"
 COMMON = "multiflexi-common"
 MAINTAINER = "MultiFlexi developers <multiflexi@localhost>"
 HOMEPAGE = "https://multiflexi.eu/"
-DOCS = ("daemons.md", "executor.md", "credentials.md", "systemd-and-packages.md")
 
 
 @dataclass(frozen=True)
@@ -239,9 +238,8 @@ def common_tree(tree: Path, python: str, work: Path) -> None:
     shutil.copy(systemd / "multiflexi.env", etc / "multiflexi.env")
     doc = tree / "usr/share/doc/multiflexi"
     doc.mkdir(parents=True)
-    for name in DOCS:
-        if (ROOT / "docs" / name).exists():
-            shutil.copy(ROOT / "docs" / name, doc / name)
+    for page in (ROOT / "docs").glob("*.md"):
+        shutil.copy(page, doc / page.name)
     own_doc = tree / "usr/share/doc" / COMMON
     own_doc.mkdir(parents=True)
     (own_doc / "copyright").write_text(

@@ -121,6 +121,12 @@ def test_the_commands_are_links_into_the_bundled_environment(debs: dict[str, Pat
     ):
         assert path in common, path
     assert not [p for p in common if p.endswith(".pyc")]  # compiled by postinst
+    # The units' Documentation= pages are installed.
+    for name in ("multiflexi-executor.service", "multiflexi-scheduler.service"):
+        for line in (ROOT / "systemd" / name).read_text().splitlines():
+            if line.startswith("Documentation="):
+                for url in line.removeprefix("Documentation=").split():
+                    assert url.removeprefix("file://") in common, url
 
 
 def test_the_environment_file_is_a_conffile(debs: dict[str, Path], tmp_path: Path) -> None:
