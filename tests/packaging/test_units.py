@@ -175,3 +175,22 @@ def test_sysusers_and_tmpfiles_make_the_user_and_directories_in_a_throw_away_roo
     assert (data.st_uid, data.st_gid, data.st_mode & 0o777) == (uid, gid, 0o750)
     env = (tmp_path / ENV_FILE.lstrip("/")).stat()
     assert (env.st_uid, env.st_gid, env.st_mode & 0o777) == (0, gid, 0o640)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_knows_every_setting_of_the_unit(name: str, tmp_path: Path) -> None:
+    # The programs are not installed here: verify checks they exist, so /bin/true stands
+    # in for them. Any unknown key or bad value is a complaint on stderr.
+    text = re.sub(
+        r"^ExecStart=\S+", "ExecStart=/bin/true", (SYSTEMD / name).read_text(), flags=re.M
+    )
+    path = tmp_path / name.replace("@.", "@1.")
+    path.write_text(text)
+    res = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (res.returncode, res.stderr) == (0, "")
