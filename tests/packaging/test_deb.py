@@ -291,3 +291,60 @@ def test_daemon_scripts_enable_on_install_stop_on_remove_and_forget_on_purge(
     scheduler_postinst = script(debs["multiflexi-scheduler"], "postinst", tmp_path / "s")
     assert "UNIT=multiflexi-scheduler.service" in scheduler_postinst.read_text()
     assert "@" not in scheduler_postinst.read_text().replace("multiflexi-executor@", "")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a chroot needs root")
+@pytest.mark.skipif(not shutil.which("unshare"), reason="unshare not installed")
+def test_the_packages_install_run_and_purge_in_a_throw_away_chroot(
+    debs: dict[str, Path], tmp_path: Path
+) -> None:
+    chroot = tmp_path / "chroot"
+    chroot.mkdir()
+    host_before = host_state()
+    res = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            str(Path(__file__).with_name("chroot_install.sh")),
+            str(chroot),
+            *map(str, debs.values()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if res.returncode == 77:
+        pytest.skip("no overlay mounts in a private mount namespace here")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    steps = {}
+    for part in res.stdout.split("== ")[1:]:
+        name, _, output = part.partition("\n")
+        steps[name] = output
+    assert steps["user"].startswith("multiflexi:x:")
+    assert steps["user"].strip().endswith(":/var/lib/multiflexi:/usr/sbin/nologin")
+    assert steps["modes"].splitlines() == [
+        "/var/lib/multiflexi multiflexi:multiflexi 750",
+        "/etc/multiflexi/multiflexi.env root:multiflexi 640",
+    ]
+    enabled = steps["enabled"].split()
+    assert {"multiflexi-executor.service", "multiflexi-scheduler.service"} <= set(enabled)
+    # The CLI, run as the daemons' user, uses their database in the state directory.
+    assert '"location": "sqlite /var/lib/multiflexi/multiflexi.sqlite"' in steps["status"]
+    assert int(steps["bytecode"]) > 100  # compiled by postinst
+    assert steps["remove"].strip().endswith("no /usr/lib/multiflexi")
+    assert "no /etc/multiflexi" in steps["purge"]
+    assert "multiflexi.sqlite" in steps["purge"]  # the data is the operator's
+    assert host_state() == host_before  # nothing reached this machine
+
+
+def host_state() -> tuple[str, str, bool, bool]:
+    """What an installation on this machine itself would change."""
+    return (
+        Path("/etc/passwd").read_text(),
+        Path("/var/lib/dpkg/status").read_text(),
+        Path("/usr/lib/multiflexi").exists(),
+        Path(ENV_FILE).exists(),
+    )
