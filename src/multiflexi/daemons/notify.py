@@ -98,7 +98,6 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         self.send("READY=1", _status(status))
-        self._last_pet = self._clock()
 
     def status(self, status: str) -> None:
         self.send(_status(status))
