@@ -10,7 +10,7 @@ import pytest
 
 from multiflexi.config import load_settings, reload_settings
 from multiflexi.storage.database import Database
-from tests.daemons.helpers import EXECUTOR, SCHEDULER, daemons
+from tests.daemons.helpers import EXECUTOR, SCHEDULER, daemons, fake_systemd
 
 FIRST = {"MULTIFLEXI_MAX_PARALLEL": "1", "MULTIFLEXI_TIMEZONE": "UTC"}
 
@@ -80,18 +80,25 @@ def test_sighup_changes_max_parallel_and_time_zone_of_running_daemons(
             assert daemon.wait(30) == 0, daemon.log()
 
 
-def test_a_broken_file_on_reload_keeps_the_old_settings(
+def test_a_broken_file_on_reload_keeps_the_old_settings_and_says_so(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     env_file = tmp_path / "multiflexi.env"
     write_env(env_file, FIRST)
-    with daemons(sqlite_db, tmp_path, [[SCHEDULER, "-e", str(env_file)]]) as (sched,):
-        sched.wait_for_log("action=start")
+    argv = [SCHEDULER, "-e", str(env_file)]
+    with (
+        fake_systemd(abstract=True) as systemd,
+        daemons(sqlite_db, tmp_path, [argv], NOTIFY_SOCKET=systemd.name) as (sched,),
+    ):
+        systemd.receive_until("READY")
         write_env(env_file, {"MULTIFLEXI_TIMEZONE": "Mars/Olympus"})
         sched.signal(signal.SIGHUP)
         sched.wait_for_log("action=reload error=unknown MULTIFLEXI_TIMEZONE 'Mars/Olympus'")
+        status = systemd.receive_until("READY")["STATUS"]
+        assert status.startswith("reload failed, old settings kept: unknown MULTIFLEXI_TIMEZONE")
         write_env(env_file, {"MULTIFLEXI_TIMEZONE": "Europe/Prague"})
         sched.signal(signal.SIGHUP)
         sched.wait_for_log("action=reload timezone=Europe/Prague")
+        assert systemd.receive_until("READY")["STATUS"] == "scheduling in time zone Europe/Prague"
         sched.signal(signal.SIGTERM)
         assert sched.wait(30) == 0, sched.log()

@@ -351,15 +351,16 @@ class ExecutorDaemon:
             fresh = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
-        else:
-            self.settings = fresh
-            self.pool.limit = self.fixed_parallel or fresh.max_parallel
-            log.info(
-                "action=reload max_parallel=%s poll_interval=%s timezone=%s",
-                self.pool.limit,
-                fresh.poll_interval,
-                fresh.timezone,
-            )
+            self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
+            return
+        self.settings = fresh
+        self.pool.limit = self.fixed_parallel or fresh.max_parallel
+        log.info(
+            "action=reload max_parallel=%s poll_interval=%s timezone=%s",
+            self.pool.limit,
+            fresh.poll_interval,
+            fresh.timezone,
+        )
         self.notifier.ready(self._status_line())
 
     def _status_line(self) -> str:

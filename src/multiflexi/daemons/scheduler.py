@@ -80,9 +80,10 @@ class SchedulerDaemon:
             self.settings = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
-        else:
-            self.scheduler = Scheduler(self.db, self.settings)
-            log.info("action=reload timezone=%s", self.settings.timezone)
+            self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
+            return
+        self.scheduler = Scheduler(self.db, self.settings)
+        log.info("action=reload timezone=%s", self.settings.timezone)
         self.notifier.ready(self._status_line())
 
     def _status_line(self) -> str:
