@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from multiflexi.accounts import throttle
 from multiflexi.accounts.passwords import verify_password
 from multiflexi.errors import Forbidden, NotFound
-from multiflexi.storage.models import CompanyUser, User, UserRole
+from multiflexi.storage.models import CompanyUser, LoginAttempt, User, UserRole
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Select
+
+    from multiflexi.storage.database import Database
 
 S = TypeVar("S", bound="Select[Any]")
 
@@ -85,31 +87,38 @@ def require_admin(who: Principal) -> None:
         raise Forbidden("only an administrator may do this")
 
 
-def check_login(
-    session: Session,
+def login_with_password(
+    db: Database,
     login: str,
     password: str,
     *,
     address: str,
     limits: throttle.Limits,
-) -> User | None:
-    """The enabled user with this login and password, else None (the failure is recorded:
-    commit the session before raising). :class:`Throttled` while the pair must wait.
+) -> Principal | None:
+    """The principal of the enabled user with this login and password, else None (the
+    failure is recorded). :class:`Throttled` while the (login, address) pair must wait.
 
     Unknown login, wrong password and disabled account all answer the same, so a caller
-    learns nothing about which logins exist.
+    learns nothing about which logins exist. A success reads only (no write transaction),
+    unless earlier failures of the pair are to be forgotten.
     """
     key = throttle.key_of(login, address)
-    throttle.check_allowed(session, key)
-    user = session.scalar(select(User).where(User.login == login)) if login else None
-    stored = user.password if user is not None else ""
-    ok = _recently_verified(login, password, stored) or verify_password(stored, password)
-    if user is None or not ok or not user.enabled:
-        throttle.record_failure(session, key, limits)
+    with db.read() as s:
+        throttle.check_allowed(s, key)
+        user = s.scalar(select(User).where(User.login == login)) if login else None
+        stored = user.password if user is not None else ""
+        ok = _recently_verified(login, password, stored) or verify_password(stored, password)
+        who = principal_of(s, user) if user is not None and ok and user.enabled else None
+        failed_before = s.get(LoginAttempt, key) is not None
+    if who is None:
+        with db.session() as s:
+            throttle.record_failure(s, key, limits)
         return None
     _remember(login, password, stored)
-    throttle.record_success(session, key)
-    return user
+    if failed_before:
+        with db.session() as s:
+            throttle.record_success(s, key)
+    return who
 
 
 #: HTTP Basic sends the password with every request, and argon2id costs tens of

@@ -99,7 +99,21 @@ def revoke_plain(session: Session, plain: str) -> bool:
 
 
 def user_of_token(session: Session, plain: str) -> User:
-    """The enabled user owning a valid token; :class:`Unauthenticated` otherwise."""
+    """The enabled user owning a valid token (its last use recorded);
+    :class:`Unauthenticated` otherwise."""
+    user, stale = resolve_token(session, plain)
+    if stale is not None:
+        touch_token(session, stale)
+    return user
+
+
+def touch_token(session: Session, token_id: int) -> None:
+    session.execute(update(Token).where(Token.id == token_id).values(last_used=utcnow()))
+
+
+def resolve_token(session: Session, plain: str) -> tuple[User, int | None]:
+    """The enabled user owning a valid token, and the token's id when its last use is due
+    to be recorded (:func:`touch_token`, in a write transaction); reads only."""
     if not plain.startswith(PREFIX) or len(plain) > 100:
         raise Unauthenticated("invalid token")
     row = session.scalar(select(Token).where(Token.token_hash == digest(plain)))
@@ -111,6 +125,5 @@ def user_of_token(session: Session, plain: str) -> User:
     user = session.get(User, row.user_id)
     if user is None or not user.enabled:
         raise Unauthenticated("invalid token")
-    if row.last_used is None or now - row.last_used >= TOUCH_EVERY:
-        session.execute(update(Token).where(Token.id == row.id).values(last_used=now))
-    return user
+    stale = row.last_used is None or now - row.last_used >= TOUCH_EVERY
+    return user, row.id if stale else None

@@ -16,14 +16,24 @@ from multiflexi.errors import Unauthenticated
 from multiflexi.storage.database import Database
 
 
-def get_db(request: Request) -> Database:
+def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+# Dependencies that do no I/O are coroutines: FastAPI runs them in the event loop instead
+# of handing each to a worker thread.
+async def get_db(request: Request) -> Database:
+    return db_of(request)
+
+
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
 
 
 def client_address(request: Request) -> str:
@@ -49,29 +59,34 @@ def basic_pair(value: str) -> tuple[str, str]:
 
 
 def authenticate(request: Request) -> Principal:
-    """The principal of the request; :class:`Unauthenticated` without valid credentials."""
+    """The principal of the request; :class:`Unauthenticated` without valid credentials.
+    Reads only, except to record a failed login or a token's last use."""
     from multiflexi.accounts import throttle
-    from multiflexi.accounts.access import check_login, principal_of
-    from multiflexi.accounts.tokens import user_of_token
+    from multiflexi.accounts.access import login_with_password, principal_of
+    from multiflexi.accounts.tokens import resolve_token, touch_token
     from multiflexi.audit import current_actor
 
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    db = get_db(request)
+    db = db_of(request)
     scheme, value = _credentials(request)
+    who: Principal | None
     if scheme == "basic":
         login, password = basic_pair(value)
-        limits = throttle.Limits.from_settings(get_settings(request))
-        with db.session() as s:
-            user = check_login(s, login, password, address=client_address(request), limits=limits)
-            who = principal_of(s, user) if user is not None else None
+        limits = throttle.Limits.from_settings(settings_of(request))
+        who = login_with_password(
+            db, login, password, address=client_address(request), limits=limits
+        )
         if who is None:
             raise Unauthenticated("invalid login or password")
     elif scheme == "bearer":
-        with db.session() as s:
-            user = user_of_token(s, value)
+        with db.read() as s:
+            user, stale = resolve_token(s, value)
             who = principal_of(s, user)
+        if stale is not None:
+            with db.session() as s:
+                touch_token(s, stale)
     else:
         raise Unauthenticated("authentication required: HTTP Basic or a bearer token")
     actor = current_actor()
@@ -99,7 +114,7 @@ class Shape:
     client11: bool = False
 
 
-def get_shape(
+async def get_shape(
     request: Request,
     shape: Annotated[
         str | None,
@@ -119,7 +134,7 @@ def get_shape(
 Shaped = Annotated[Shape, Depends(get_shape)]
 
 
-def pagination(
+async def pagination(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
     order: Annotated[str | None, Query(max_length=64, pattern=r"^[-+]?[A-Za-z_]+$")] = None,

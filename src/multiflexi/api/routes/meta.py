@@ -116,22 +116,24 @@ def _login(
     request: Request, db: Db, settings: Conf, suffix: str, username: str | None, password: str
 ) -> Response:
     from multiflexi.accounts import throttle
-    from multiflexi.accounts.access import check_login
+    from multiflexi.accounts.access import login_with_password
     from multiflexi.accounts.tokens import generate_token
     from multiflexi.audit import current_actor
+    from multiflexi.storage.models import User
 
     if not username:
         raise Invalid("username and password are required")
     limits = throttle.Limits.from_settings(settings)
-    with db.session() as s:
-        user = check_login(s, username, password, address=client_address(request), limits=limits)
-    if user is None:
+    who = login_with_password(
+        db, username, password, address=client_address(request), limits=limits
+    )
+    if who is None:
         raise Unauthenticated("invalid login or password")
     actor = current_actor()
     with db.session() as s:
         if actor is not None:
-            actor.login, actor.user_id = user.login, user.id
-        fresh = s.get_one(type(user), user.id)
+            actor.login, actor.user_id = who.login, who.user_id
+        fresh = s.get_one(User, who.user_id)
         row, plain = generate_token(s, fresh, lifetime=TOKEN_LIFETIME, name="login")
         data = {
             "token": plain,
