@@ -33,7 +33,6 @@ AUDITED = {
 }  # fmt: skip
 #: Columns never recorded with their value.
 SECRET_COLUMNS = {"password", "token_hash", "value", "env", "overrides", "argv", "content", "data"}
-ACTIONS = ("create", "update", "delete")
 
 
 @dataclass

@@ -194,3 +194,11 @@ def test_a_token_of_a_user_works_as_bearer(server: Server) -> None:
     with server.with_token(token) as c:
         companies = c.get("/companies.json").json()
     assert [x["id"] for x in companies] == [server.ids["a"]["company"]]
+
+
+def test_ids_beyond_32_bits_are_refused_before_the_database(server: Server) -> None:
+    with server.as_user("admin") as c:
+        for path in ("/job/99999999999.json", "/artifact/99999999999/download", "/user/0.json"):
+            res = c.get(path)
+            assert res.status_code == 422, (path, res.text)
+            assert res.json()["success"] is False

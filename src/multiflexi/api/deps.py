@@ -8,7 +8,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from multiflexi.accounts.access import Principal
 from multiflexi.config import Settings
@@ -142,3 +142,7 @@ async def pagination(
     from multiflexi.catalog import Page
 
     return Page(limit=limit, offset=offset, order=order)
+
+
+#: An id in a path: a positive 32-bit integer (larger ones are 422, never a database error).
+PathId = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -101,3 +101,6 @@ class CliContext:
     def close(self) -> None:
         if self._db is not None:
             self._db.dispose()
+            from multiflexi.audit import set_actor
+
+            set_actor(None)  # the command is over: later changes in this thread are not its

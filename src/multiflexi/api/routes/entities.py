@@ -10,13 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from multiflexi.api import shapes
-from multiflexi.api.deps import Conf, Db, Shaped, Who, pagination
+from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, pagination
 from multiflexi.api.render import Suffix, render
 from multiflexi.catalog import Page
 
 router = APIRouter()
 Paged = Annotated[Page, Depends(pagination)]
-Id = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 
 class Strict(BaseModel):
@@ -39,7 +38,7 @@ def list_apps(suffix: Suffix, who: Who, db: Db, page: Paged, shape: Shaped) -> R
 
 
 @router.get("/app/{app_id}.{suffix}", tags=["app"])
-def get_app(app_id: int, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
+def get_app(app_id: PathId, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
     """One application with its environment fields and exit codes."""
     from multiflexi import catalog
 
@@ -101,7 +100,7 @@ def list_companies(suffix: Suffix, who: Who, db: Db, page: Paged, shape: Shaped)
 
 
 @router.get("/company/{company_id}.{suffix}", tags=["company"])
-def get_company(company_id: int, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
+def get_company(company_id: PathId, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
     from multiflexi import catalog
 
     with db.read() as s:
@@ -148,7 +147,7 @@ def set_company(
 
 
 @router.get("/company/{company_id}/users.{suffix}", tags=["user-company"])
-def company_users(company_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def company_users(company_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     """Who has which role in a company (administrators)."""
     from multiflexi.accounts.access import require_admin
     from multiflexi.accounts.service import assignment_record, list_assignments
@@ -167,7 +166,7 @@ class AssignBody(Strict):
 
 
 @router.post("/company/{company_id}/user/", tags=["user-company"], status_code=201)
-def assign_user(company_id: int, body: AssignBody, who: Who, db: Db) -> Response:
+def assign_user(company_id: PathId, body: AssignBody, who: Who, db: Db) -> Response:
     """Give a user a role (viewer or operator) in a company (administrators)."""
     from multiflexi.accounts.access import require_admin
     from multiflexi.accounts.service import assign_company, assignment_record, get_user
@@ -180,7 +179,7 @@ def assign_user(company_id: int, body: AssignBody, who: Who, db: Db) -> Response
 
 
 @router.delete("/company/{company_id}/user/{user_id}", tags=["user-company"])
-def unassign_user(company_id: int, user_id: int, who: Who, db: Db) -> Response:
+def unassign_user(company_id: PathId, user_id: PathId, who: Who, db: Db) -> Response:
     from multiflexi.accounts.access import require_admin
     from multiflexi.accounts.service import get_user, unassign_company
 
@@ -214,7 +213,7 @@ def list_runtemplates(
 
 
 @router.get("/runtemplate/{rt_id}.{suffix}", tags=["runtemplate"])
-def get_runtemplate(rt_id: int, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
+def get_runtemplate(rt_id: PathId, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
     from multiflexi import catalog
 
     with db.read() as s:
@@ -292,7 +291,7 @@ def create_runtemplate(
 
 @router.post("/runtemplate/{rt_id}.{suffix}", tags=["runtemplate"], status_code=201)
 def update_runtemplate(
-    rt_id: int,
+    rt_id: PathId,
     suffix: Suffix,
     body: RunTemplateUpdate,
     who: Who,
@@ -338,7 +337,7 @@ def list_credentials(
 
 @router.get("/credential/{credential_id}.{suffix}", tags=["credential"])
 def get_credential(
-    credential_id: int,
+    credential_id: PathId,
     suffix: Suffix,
     who: Who,
     db: Db,
@@ -358,7 +357,7 @@ class CredentialBody(Strict):
 
 @router.post("/credential/{credential_id}.{suffix}", tags=["credential"], status_code=201)
 def update_credential(
-    credential_id: int,
+    credential_id: PathId,
     suffix: Suffix,
     who: Who,
     db: Db,
@@ -414,7 +413,7 @@ def list_credential_types(suffix: Suffix, who: Who, db: Db, page: Paged) -> Resp
 
 
 @router.get("/credential_type/{type_id}.{suffix}", tags=["credential"])
-def get_credential_type(type_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def get_credential_type(type_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     from multiflexi import catalog
 
     with db.read() as s:
@@ -431,7 +430,7 @@ class CredentialTypeBody(Strict):
 
 @router.post("/credential_type/{type_id}.{suffix}", tags=["credential"], status_code=201)
 def update_credential_type(
-    type_id: int,
+    type_id: PathId,
     suffix: Suffix,
     who: Who,
     db: Db,
@@ -464,7 +463,7 @@ def list_users(suffix: Suffix, who: Who, db: Db, page: Paged) -> Response:
 
 
 @router.get("/user/{user_id}.{suffix}", tags=["user"])
-def get_user(user_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def get_user(user_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     from multiflexi import catalog
 
     with db.read() as s:
@@ -508,7 +507,7 @@ def set_user(
 
 
 @router.get("/user/{user_id}/roles.{suffix}", tags=["user-role"])
-def get_roles(user_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def get_roles(user_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     from multiflexi import catalog
     from multiflexi.accounts.service import user_roles
 
@@ -524,7 +523,7 @@ class RolesBody(Strict):
 
 @router.post("/user/{user_id}/roles/", tags=["user-role"], status_code=200)
 def set_roles(
-    user_id: int,
+    user_id: PathId,
     body: RolesBody,
     who: Who,
     db: Db,
@@ -592,7 +591,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 @router.get("/auditlog/{entry_id}.{suffix}", tags=["auditlog"])
-def get_auditlog(entry_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def get_auditlog(entry_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     from multiflexi.accounts.access import require_admin
     from multiflexi.audit import audit_record, get_audit
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from multiflexi.api import shapes
-from multiflexi.api.deps import Conf, Db, Shaped, Who, pagination
+from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, pagination
 from multiflexi.api.render import Suffix, render
 from multiflexi.catalog import JobQuery, Page
 from multiflexi.errors import Invalid
@@ -75,7 +75,7 @@ def count_jobs(suffix: Suffix, who: Who, db: Db, query: Filters) -> Response:
 
 
 @router.get("/job/{job_id}.{suffix}", tags=["job"])
-def get_job(job_id: int, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
+def get_job(job_id: PathId, suffix: Suffix, who: Who, db: Db, shape: Shaped) -> Response:
     """One job; ``env`` is an object with secret values redacted."""
     from multiflexi import catalog
 
@@ -137,7 +137,7 @@ def create_job(
 
 
 @router.post("/job/{job_id}/run", tags=["job"])
-def run_now(job_id: int, who: Who, db: Db) -> Response:
+def run_now(job_id: PathId, who: Who, db: Db) -> Response:
     """Make a queued job due now (operators)."""
     from multiflexi import catalog
     from multiflexi.queue import release_now
@@ -149,7 +149,7 @@ def run_now(job_id: int, who: Who, db: Db) -> Response:
 
 
 @router.post("/job/{job_id}/cancel", tags=["job"])
-def cancel(job_id: int, who: Who, db: Db) -> Response:
+def cancel(job_id: PathId, who: Who, db: Db) -> Response:
     """Cancel a job that waits in the queue (operators); a running or finished job: 409."""
     from multiflexi import catalog
     from multiflexi.errors import Conflict
@@ -162,7 +162,7 @@ def cancel(job_id: int, who: Who, db: Db) -> Response:
     return render({"job_id": job_id, "status": "cancelled", "success": True}, "json")
 
 
-def _delete_one(job_id: int, who: Any, db: Any, settings: Any) -> Response:
+def _delete_one(job_id: PathId, who: Any, db: Any, settings: Any) -> Response:
     from multiflexi import catalog
     from multiflexi.jobs.service import delete_job
 
@@ -173,13 +173,15 @@ def _delete_one(job_id: int, who: Any, db: Any, settings: Any) -> Response:
 
 
 @router.delete("/job/{job_id}.{suffix}", tags=["job"])
-def delete_job_suffixed(job_id: int, suffix: Suffix, who: Who, db: Db, settings: Conf) -> Response:
+def delete_job_suffixed(
+    job_id: PathId, suffix: Suffix, who: Who, db: Db, settings: Conf
+) -> Response:
     """Delete a job with its output and artifacts (operators; a running job: 409)."""
     return _delete_one(job_id, who, db, settings)
 
 
 @router.delete("/job/{job_id}", tags=["job"])
-def delete_job(job_id: int, who: Who, db: Db, settings: Conf) -> Response:
+def delete_job(job_id: PathId, who: Who, db: Db, settings: Conf) -> Response:
     """Delete a job (the same without the suffix)."""
     return _delete_one(job_id, who, db, settings)
 
@@ -216,7 +218,7 @@ def delete_jobs(
 
 
 @router.get("/job/{job_id}/artifacts.{suffix}", tags=["artifact"])
-def list_artifacts(job_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def list_artifacts(job_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     """The artifacts of a job: name, type, size, checksum, state."""
     from multiflexi import catalog
     from multiflexi.artifacts.service import artifact_record
@@ -227,7 +229,7 @@ def list_artifacts(job_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
 
 
 @router.get("/artifact/{artifact_id}.{suffix}", tags=["artifact"])
-def get_artifact(artifact_id: int, suffix: Suffix, who: Who, db: Db) -> Response:
+def get_artifact(artifact_id: PathId, suffix: Suffix, who: Who, db: Db) -> Response:
     from multiflexi import catalog
     from multiflexi.artifacts.service import artifact_record
 
@@ -266,7 +268,7 @@ def _unsatisfiable(size: int) -> Exception:
 
 
 @router.get("/artifact/{artifact_id}/download", tags=["artifact"])
-def download(artifact_id: int, request: Request, who: Who, db: Db) -> Response:
+def download(artifact_id: PathId, request: Request, who: Who, db: Db) -> Response:
     """The content, byte-exact and streamed (never whole in memory); ``Range`` supported."""
     from multiflexi import catalog
     from multiflexi.artifacts.service import stream_range
@@ -294,7 +296,7 @@ def download(artifact_id: int, request: Request, who: Who, db: Db) -> Response:
 
 
 @router.get("/job/{job_id}/artifact/{name:path}", tags=["artifact"])
-def download_by_name(job_id: int, name: str, request: Request, who: Who, db: Db) -> Response:
+def download_by_name(job_id: PathId, name: str, request: Request, who: Who, db: Db) -> Response:
     """A job's artifact by its file name (compared with stored names, never opened as a path)."""
     from multiflexi import catalog
 
@@ -310,7 +312,7 @@ def download_by_name(job_id: int, name: str, request: Request, who: Who, db: Db)
 
 @router.get("/job/{job_id}/output", tags=["job"])
 def output(
-    job_id: int,
+    job_id: PathId,
     request: Request,
     who: Who,
     db: Db,
@@ -331,7 +333,7 @@ def output(
     )
 
 
-def _sse(db: Any, job_id: int, streams: tuple[str, ...], follow: bool) -> Iterator[bytes]:
+def _sse(db: Any, job_id: PathId, streams: tuple[str, ...], follow: bool) -> Iterator[bytes]:
     import queue
     import threading
 
