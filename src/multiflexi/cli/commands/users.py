@@ -40,12 +40,7 @@ def _read_password(
     if given > 1:
         raise UsageError("give the password one way only")
     if plaintext is not None:
-        click.echo(
-            "warning: --plaintext shows the password to every user of this machine (ps); "
-            "use --password-file or --password-stdin",
-            err=True,
-        )
-        return plaintext
+        return plaintext  # warned about once the command has succeeded (one line on error)
     if password_file is not None:
         try:
             with open(password_file, encoding="utf-8") as fh:
@@ -62,6 +57,15 @@ def _read_password(
             "no terminal to ask for the password: use --password-file or --password-stdin"
         )
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True))
+
+
+def _warn_plaintext(plaintext: str | None) -> None:
+    if plaintext is not None:
+        click.echo(
+            "warning: --plaintext shows the password to every user of this machine (ps); "
+            "use --password-file or --password-stdin",
+            err=True,
+        )
 
 
 def _password_options(fn: Any) -> Any:
@@ -151,6 +155,7 @@ def user_create(
         )
         user_id = user.id
     emit({"user_id": user_id}, ctx.fmt, text=f"User created with ID: {user_id}")
+    _warn_plaintext(plaintext)
 
 
 @command("user:update")
@@ -180,6 +185,8 @@ def user_update(
     from multiflexi.accounts.service import update_user
 
     ctx = cli_context()
+    if user_id is None and login is None and email is None:
+        raise UsageError("give the user with --id, --login or --email")
     changes: dict[str, Any] = {
         k: v
         for k, v in {
@@ -204,6 +211,7 @@ def user_update(
         ctx.fmt,
         text=f"User {uid} updated: {', '.join(changed) or 'nothing changed'}",
     )
+    _warn_plaintext(plaintext)
 
 
 @command("user:delete", "user:remove")
