@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multiflexi.errors import Invalid
+from multiflexi.errors import Invalid, NotFound
 from multiflexi.storage.fastread import connect, query, utc
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ def list_jobs(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:
             + f" ORDER BY j.id DESC LIMIT {int(flt.limit)} OFFSET {int(flt.offset)}"
         )
         rows = query(conn, sql, params)
+        if not rows:
+            _check_named(conn, mark, flt)
     out = []
     for row in rows:
         record = dict(zip(COLUMNS, row, strict=True))
@@ -91,6 +93,24 @@ def list_jobs(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:
             record["duration"] = round(float(record["duration"]), 3)
         out.append(record)
     return out
+
+
+def _check_named(conn: Any, mark: str, flt: JobFilter) -> None:
+    """No jobs: a company, application or template that does not exist is a typo, and
+    says so, rather than look like an empty result."""
+    checks: list[tuple[str, str, str, Any]] = []
+    if flt.company:
+        by = "id" if flt.company.isdigit() else "slug"
+        checks.append(("company", by, "company", flt.company))
+    if flt.app:
+        by = "id" if flt.app.isdigit() else "name"
+        checks.append(("apps", by, "application", flt.app))
+    if flt.runtemplate_id is not None:
+        checks.append(("runtemplate", "id", "run template", flt.runtemplate_id))
+    for table, column, what, value in checks:
+        key = int(value) if column == "id" else value
+        if not query(conn, f"SELECT 1 FROM {table} WHERE {column} = {mark}", [key]):
+            raise NotFound(f"{what} {value!r} not found")
 
 
 def list_jobs_full(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import click
 from multiflexi.cli.base import (
     cli_context,
     command,
+    company_id_of,
     confirm,
     id_argument,
     parse_assignments,
@@ -153,7 +154,7 @@ def job_create(
     ctx = cli_context()
     company_id = None
     if company is not None:
-        company_id = _company_id(company)
+        company_id = company_id_of(company)
     when = parse_when(at, ctx.settings.timezone) if at else None
     job = create_job(
         ctx.db,
@@ -171,16 +172,6 @@ def job_create(
         "runtemplate_id": job.runtemplate_id,
     }
     emit(data, ctx.fmt, text=f"Job {job.id} created ({job.status}).")
-
-
-def _company_id(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    from multiflexi.companies.service import find_company
-
-    ctx = cli_context()
-    with ctx.db.read() as s:
-        return find_company(s, slug=value).id
 
 
 @command("run-template:schedule", "runtemplate:schedule")
@@ -264,7 +255,11 @@ def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -
     return 0 if status == "success" else 1
 
 
-@command("job:logs", "job:output")
+@command(
+    "job:logs",
+    "job:output",
+    raw_output="the job's output byte-exact (job:show -f json has its record)",
+)
 @id_argument()
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new output until the job ends.")
 @click.option(

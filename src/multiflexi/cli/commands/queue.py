@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from multiflexi.cli.base import cli_context, command, confirm, parse_int
+from multiflexi.cli.base import cli_context, command, company_id_of, confirm, parse_int
 from multiflexi.cli.output import emit, render_record, render_table
 
 
@@ -111,15 +111,6 @@ def queue_process(limit: str | None, concurrency: str) -> None:
     emit(data, ctx.fmt, text=f"Processed {len(daemon.claimed)} job(s): {summary}.")
 
 
-def _company_id(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    from multiflexi.companies.service import find_company
-
-    with cli_context().db.read() as session:
-        return find_company(session, slug=value).id
-
-
 @command("queue:clear", "queue:truncate")
 @click.option(
     "--failed",
@@ -137,7 +128,7 @@ def queue_clear(failed: bool, company: str | None, runtemplate: str | None, yes:
     from multiflexi.users import unix_login
 
     ctx = cli_context()
-    company_id = _company_id(company) if company else None
+    company_id = company_id_of(company) if company else None
     rt_id = parse_int(runtemplate, "--runtemplate") if runtemplate else None
     with ctx.db.read() as session:
         ids = waiting_ids(session, company_id=company_id, runtemplate_id=rt_id, retries_only=failed)
