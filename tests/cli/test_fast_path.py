@@ -130,9 +130,8 @@ def test_job_list_imports_neither_sqlalchemy_nor_rich(
     commands = {m for m in modules if m.startswith("multiflexi.cli.commands.")}
     assert commands == {"multiflexi.cli.commands.jobs"}
     if fmt == "text":
-        assert out.splitlines()[0].split() == ["id", "status", "runtemplate_id", "runtemplate",
-                                               "app", "company", "created", "begin", "end",
-                                               "exitcode", "duration"]  # fmt: skip
+        assert out.splitlines()[0].split() == ["id", "status", "template", "company", "when",
+                                               "duration", "exit", "reason"]  # fmt: skip
         assert len(out.splitlines()) == 4 and "Účetnictví" in out
     else:
         assert len(json.loads(out)) == 3

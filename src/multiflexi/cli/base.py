@@ -121,6 +121,59 @@ def command(
     return decorate
 
 
+def _positive_seconds(
+    ctx: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise Invalid(f"--watch must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds <= 86400:
+        raise Invalid(f"--watch must be more than 0 and at most 86400 seconds, got {value}")
+    return seconds
+
+
+#: ``--watch N``: draw the output anew every N seconds until Ctrl-C (as ``watch`` does).
+watch_option = click.option(
+    "--watch",
+    metavar="SECONDS",
+    default=None,
+    callback=_positive_seconds,
+    help="Draw it anew every SECONDS seconds until Ctrl-C.",
+)
+
+
+def repeat(interval: float | None, draw: Callable[[], None]) -> None:
+    """``draw()`` once, or every ``interval`` seconds until interrupted (then exit 0).
+
+    On a terminal the screen is cleared before each drawing; into a pipe or a file each
+    drawing follows the last under a line with the time, so that a log of it reads well.
+    """
+    if interval is None:
+        draw()
+        return
+    import time
+    from datetime import datetime
+
+    name = click.get_current_context().info_name
+    try:
+        while True:
+            stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            header = f"Every {interval:g} s: multiflexi-cli {name}   {stamp}"
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(header + "\n\n")
+            draw()
+            sys.stdout.flush()
+            time.sleep(interval)
+            if not sys.stdout.isatty():
+                sys.stdout.write("\n")
+    except KeyboardInterrupt:
+        return
+
+
 def id_argument(name: str = "id", help: str = "Numeric id.") -> Callable[[F], F]:
     """A positional id that can also be given as ``--id``: ``job:show 5`` == ``job:show --id 5``."""
 

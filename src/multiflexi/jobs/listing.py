@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATUSES = ("loaded", "scheduled", "running", "success", "failed", "lost", "cancelled")
 COLUMNS = (
     "id", "status", "runtemplate_id", "runtemplate", "app", "company", "created", "begin",
-    "end", "exitcode", "duration",
+    "end", "exitcode", "duration", "reason",
 )  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def list_jobs(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:
             params.append(flt.since.replace(tzinfo=None).isoformat(sep=" "))
         sql = (
             f"SELECT j.id, j.status, j.runtemplate_id, r.name, a.name, c.slug, j.created,"
-            f" j.{q}begin{q}, j.{q}end{q}, j.exitcode, j.wall_seconds"
+            f" j.{q}begin{q}, j.{q}end{q}, j.exitcode, j.wall_seconds, j.reason"
             f" FROM job j JOIN apps a ON a.id = j.app_id JOIN company c ON c.id = j.company_id"
             f" LEFT JOIN runtemplate r ON r.id = j.runtemplate_id"
             + (f" WHERE {' AND '.join(where)}" if where else "")
