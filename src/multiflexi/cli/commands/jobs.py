@@ -52,7 +52,10 @@ def _list_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
             }
         )
     columns = ("id", "status", "template", "company", "when", "duration", "exit", "reason")
-    used = sum(max(len(str(r[c] if r[c] is not None else "")) for r in out) for c in columns[:-1])
+    used = sum(
+        max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in out))
+        for c in columns[:-1]
+    )
     room = max(LIST_WIDTH - used - 2 * (len(columns) - 1), 10)
     return [{c: shorten(r[c], room) if c == "reason" else r[c] for c in columns} for r in out]
 

@@ -191,9 +191,10 @@ class ProgressReporter:
         limit = self.daemon.limit
         total = min(due, limit) if limit is not None else due
         if total > self.BAR_FROM:
-            from rich.progress import Progress
+            from rich.progress import MofNCompleteColumn, Progress
 
-            self.bar = Progress(transient=False, console=_stderr_console())
+            columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+            self.bar = Progress(*columns, transient=False, console=_stderr_console())
             self.task = self.bar.add_task("jobs", total=total)
             self.bar.start()
         self.thread.start()
