@@ -105,7 +105,7 @@ def heavy(modules: set[str]) -> set[str]:
     return {
         m
         for m in modules
-        if m.split(".")[0] in ("sqlalchemy", "alembic", "typer", "psycopg", "pymysql")
+        if m.split(".")[0] in ("sqlalchemy", "alembic", "psycopg", "pymysql")
         or (m.startswith("rich.") and not m.startswith(RICH_CELLS))
         or m in ("multiflexi.scheduling.when", "multiflexi.storage.database", "importlib.metadata")
     }
