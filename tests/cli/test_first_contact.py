@@ -162,3 +162,28 @@ def test_cron_nicknames_are_accepted(cli: Cli, sqlite_db: Database) -> None:
         assert cli.json(f"run-template:get {rt['runtemplate_id']}")["cron"] == fields
     bad = cli(f"run-template:create --app-id {app_id} --company {company_id} --cron @reboot")
     assert bad.exit_code == 1 and "has 1 field" in bad.stderr
+
+
+#: Commands that need no argument: each prints one JSON document with -f json.
+NO_ARGUMENT = (
+    "action:list", "application:list", "company:list", "company-app:list", "credential:list",
+    "credential-type:list", "run-template:list", "job:list", "queue:list", "queue:status",
+    "status", "metrics", "storage:usage", "db:status", "prune --dry-run", "prune",
+    "queue:fix --dry-run", "housekeeping --dry-run", "queue:process", "queue:clear --yes", "job",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", NO_ARGUMENT)
+def test_every_command_honours_json(cli: Cli, sqlite_db: Database, command: str) -> None:
+    import json
+
+    make_setup(sqlite_db)
+    res = cli(f"{command} -f json")
+    assert res.exit_code == 0, res.stderr
+    json.loads(res.stdout)
+
+
+def test_json_is_refused_where_the_output_is_raw_bytes(cli: Cli) -> None:
+    for command in ("artifact:get 1 --output -", "artifact:save --id 1 --file -"):
+        res = cli(f"{command} -f json")
+        assert res.exit_code == 2 and "-f json is not available" in res.stderr, command

@@ -76,6 +76,10 @@ def artifact_get(pos_id: str | None, opt_id: str | None, output: str | None) -> 
     from multiflexi.artifacts.service import artifact_record, get_artifact
 
     ctx = cli_context()
+    if output == "-" and ctx.fmt == "json":
+        from multiflexi.errors import UsageError
+
+        raise UsageError("--output - writes the artifact's bytes; -f json is not available")
     artifact_id = resolve_id(pos_id, opt_id, "artifact id")
     with ctx.db.read() as s:
         record = artifact_record(get_artifact(s, artifact_id))
@@ -128,6 +132,10 @@ def artifact_save(artifact_id: str, file: str) -> None:
     from multiflexi.artifacts.service import get_artifact
 
     ctx = cli_context()
+    if file == "-" and ctx.fmt == "json":
+        from multiflexi.errors import UsageError
+
+        raise UsageError("--file - writes the artifact's bytes; -f json is not available")
     ident = parse_int(artifact_id, "--id")
     with ctx.db.read() as s:
         get_artifact(s, ident)
