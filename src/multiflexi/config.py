@@ -192,7 +192,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"cannot read environment file {str(path)[:80]!r}: {why}") from None
+        if not found:
             raise ConfigError(f"environment file not found: {path}")
         return path
     for candidate in DEFAULT_ENV_FILES:
