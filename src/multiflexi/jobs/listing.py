@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATUSES = ("loaded", "scheduled", "running", "success", "failed", "lost", "cancelled")
 COLUMNS = (
     "id", "status", "runtemplate_id", "runtemplate", "app", "company", "created", "begin",
-    "end", "exitcode", "duration", "reason",
+    "end", "exitcode", "duration", "reason", "not_before",
 )  # fmt: skip
 
 
@@ -75,9 +75,10 @@ def list_jobs(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:
             params.append(flt.since.replace(tzinfo=None).isoformat(sep=" "))
         sql = (
             f"SELECT j.id, j.status, j.runtemplate_id, r.name, a.name, c.slug, j.created,"
-            f" j.{q}begin{q}, j.{q}end{q}, j.exitcode, j.wall_seconds, j.reason"
+            f" j.{q}begin{q}, j.{q}end{q}, j.exitcode, j.wall_seconds, j.reason, s.{q}after{q}"
             f" FROM job j JOIN apps a ON a.id = j.app_id JOIN company c ON c.id = j.company_id"
             f" LEFT JOIN runtemplate r ON r.id = j.runtemplate_id"
+            f" LEFT JOIN schedule s ON s.job = j.id"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY j.id DESC LIMIT {int(flt.limit)} OFFSET {int(flt.offset)}"
         )
@@ -87,7 +88,7 @@ def list_jobs(settings: Settings, flt: JobFilter) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         record = dict(zip(COLUMNS, row, strict=True))
-        for key in ("created", "begin", "end"):
+        for key in ("created", "begin", "end", "not_before"):
             record[key] = utc(record[key])
         if record["duration"] is not None:
             record["duration"] = round(float(record["duration"]), 3)

@@ -38,6 +38,8 @@ def _list_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
     out = []
     for row in localize(rows, tz):
         when = row["begin"] or row["created"]
+        if row["not_before"] is not None and row["not_before"] > now:
+            when = row["not_before"]  # waiting for its time: when it may start
         failed = row["status"] not in ("success", "scheduled", "running", "loaded")
         out.append(
             {
