@@ -228,5 +228,14 @@ def test_watch_draws_anew_until_interrupted(cli: Cli, sqlite_db: Database, comma
             seen += line.startswith(f"Every 0.2 s: multiflexi-cli {command}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+    streamed = cli_process(
+        sqlite_db, command, "--watch", "0.2", "-f", "json", stdout=subprocess.PIPE
+    )
+    assert streamed.stdout is not None
+    with streamed:
+        first = streamed.stdout.readline().decode()
+        streamed.send_signal(signal.SIGINT)
+        assert streamed.wait(timeout=30) == 0
+    assert first.strip() in ("{", "[", "[]")  # JSON documents, no headers between them
     bad = cli(f"{command} --watch 0")
     assert bad.exit_code == 1 and "--watch must be more than 0" in bad.stderr

@@ -130,6 +130,15 @@ def test_typos_are_not_found_rather_than_empty(cli: Cli, sqlite_db: Database) ->
         res = cli(f"job:list {option}")
         assert (res.exit_code, res.stderr) == (1, f"error: {message}\n"), option
     assert cli.ok(f"job:list --company {company['slug']}").stdout == "No jobs found.\n"
+    for command, message in (
+        ("queue:clear --runtemplate 999 --yes", "run template 999 not found"),
+        ("queue:clear --company nosuch --yes", "'nosuch' not found"),
+        ("credential:list --company nosuch", "company 'nosuch' not found"),
+        ("prune --runtemplate 999 --dry-run", "run template 999 not found"),
+        ("artifact:list --job 99", "job 99 not found"),
+    ):
+        res = cli(command)
+        assert res.exit_code == 1 and message in res.stderr, (command, res.stderr)
 
 
 def test_a_read_command_does_not_create_a_missing_sqlite_file(cli: Cli, tmp_path: Path) -> None:

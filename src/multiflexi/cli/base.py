@@ -158,17 +158,19 @@ def repeat(interval: float | None, draw: Callable[[], None]) -> None:
     from datetime import datetime
 
     name = click.get_current_context().info_name
+    as_json = cli_context().fmt == "json"  # then a stream of documents, nothing between
     try:
         while True:
             stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
             header = f"Every {interval:g} s: multiflexi-cli {name}   {stamp}"
             if sys.stdout.isatty():
                 sys.stdout.write("\x1b[H\x1b[2J")
-            sys.stdout.write(header + "\n\n")
+            if not as_json:
+                sys.stdout.write(header + "\n\n")
             draw()
             sys.stdout.flush()
             time.sleep(interval)
-            if not sys.stdout.isatty():
+            if not sys.stdout.isatty() and not as_json:
                 sys.stdout.write("\n")
     except KeyboardInterrupt:
         return

@@ -274,6 +274,10 @@ def queue_clear(failed: bool, company: str | None, runtemplate: str | None, yes:
     company_id = company_id_of(company) if company else None
     rt_id = parse_int(runtemplate, "--runtemplate") if runtemplate else None
     with ctx.db.read() as session:
+        if rt_id is not None:  # a typo is "not found", not "nothing to clear"
+            from multiflexi.runtemplates.service import get_runtemplate
+
+            get_runtemplate(session, rt_id)
         ids = waiting_ids(session, company_id=company_id, runtemplate_id=rt_id, retries_only=failed)
     what = "queued retr" + ("y" if len(ids) == 1 else "ies") if failed else "waiting job(s)"
     if ids:
