@@ -151,7 +151,8 @@ def _noun_command(prefix: str) -> click.Command:
     """``multiflexi-cli job``: the ``job:*`` commands, like ``git stash`` without a verb."""
     from multiflexi.cli.overview import with_prefix
 
-    def listing() -> None:
+    @click.option("-h", "--help", "_help", is_flag=True, help="The same list.")
+    def listing(_help: bool) -> None:
         names = with_prefix(INDEX, prefix)
         _print_listing(f"multiflexi-cli {prefix} commands", names)
         if not _json_wanted():
@@ -159,7 +160,9 @@ def _noun_command(prefix: str) -> click.Command:
 
     from multiflexi.cli.base import format_option
 
-    return click.command(prefix, context_settings=CONTEXT_SETTINGS)(format_option(listing))
+    return click.command(prefix, context_settings=CONTEXT_SETTINGS, add_help_option=False)(
+        format_option(listing)
+    )
 
 
 @click.command("help", context_settings=CONTEXT_SETTINGS)

@@ -89,13 +89,13 @@ def follow_output(
 ) -> None:
     """Write the stored output; with ``follow``, keep writing new chunks until the job
     has ended and its output is complete. While the job waits to start, ``note`` is told
-    why (:func:`why_waiting`), and again whenever the reasons change."""
+    why (:func:`why_waiting`), and again whenever the reasons change while following."""
     next_seq: dict[str, int] = {}
     started = time.monotonic()
     told: list[str] = []
     while True:
         status, arts = _state(db, job_id, streams)
-        if follow and note is not None and status in WAITING:
+        if note is not None and status in WAITING:
             with db.read() as session:
                 reasons = why_waiting(session, job_id)
             if reasons and reasons != told:
