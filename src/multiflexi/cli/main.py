@@ -181,7 +181,7 @@ def help_command(ctx: click.Context, topic: str | None) -> None:
         prefix = group._prefix(topic)
         if prefix is None:
             raise click.UsageError(f"unknown command {topic!r}; see `multiflexi-cli help`")
-        _noun_command(prefix).callback()  # type: ignore[misc]
+        ctx.invoke(_noun_command(prefix))
         return
     cmd = group._load(found)
     click.echo(cmd.get_help(click.Context(cmd, info_name=found, parent=root)))
