@@ -124,22 +124,17 @@ class RootGroup(click.Group):
         )
 
 
-def _command_rows(names: list[str]) -> list[dict[str, str]]:
-    return [{"command": name, "help": INDEX[name][2] or ""} for name in names]
-
-
 def _print_listing(title: str, names: list[str]) -> None:
     """The commands ``names`` as a table, or as JSON with ``-f json``."""
     from multiflexi.cli.overview import table_lines
 
+    rows = [(name, INDEX[name][2] or "") for name in names]
     if _json_wanted():
         from multiflexi.cli.output import to_json
 
-        rows = [{"command": name, "help": INDEX[name][2] or ""} for name in names]
-        click.echo(to_json(rows))
+        click.echo(to_json([{"command": name, "help": text} for name, text in rows]))
         return
-    lines = table_lines([(name, INDEX[name][2] or "") for name in names])
-    click.echo("\n".join([f"{title}:", *lines]))
+    click.echo("\n".join([f"{title}:", *table_lines(rows)]))
 
 
 def _json_wanted() -> bool:
