@@ -239,3 +239,25 @@ def test_watch_draws_anew_until_interrupted(cli: Cli, sqlite_db: Database, comma
     assert first.strip() in ("{", "[", "[]")  # JSON documents, no headers between them
     bad = cli(f"{command} --watch 0")
     assert bad.exit_code == 1 and "--watch must be more than 0" in bad.stderr
+
+
+def test_why_a_job_waits_names_overlap_and_busy_executors(sqlite_db: Database) -> None:
+    from multiflexi import workers
+    from multiflexi.jobs.logs import why_waiting
+    from multiflexi.jobs.service import create_job
+    from multiflexi.queue import claim_job
+
+    _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass", overlap="forbid")
+    running = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt_id).id
+    waiting = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt_id).id
+    claim_job(sqlite_db, running, "exec@test", 60)
+    workers.register(sqlite_db, "executor@here:1:abc", "executor")
+    with sqlite_db.read() as session:
+        assert why_waiting(session, waiting) == [
+            f"job {running} of the same run template is running (overlap forbid)"
+        ]
+        assert why_waiting(session, running) == []  # it does not wait
+    _, _, other = make_setup(sqlite_db, cmdparams="-c pass")
+    free = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=other).id
+    with sqlite_db.read() as session:
+        assert why_waiting(session, free) == ["the executors are busy with other jobs"]
