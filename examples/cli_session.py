@@ -20,6 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "cli.md"
 
 
+def environment(cwd: Path) -> dict[str, str]:
+    """This process's environment pointed at a fresh database in ``cwd``, with the virtual
+    environment's programs first on PATH and 100 columns."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
+    }
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["MULTIFLEXI_DATA_DIR"] = str(cwd / "data")
+    env["COLUMNS"] = "100"
+    return env
+
+
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> str:
     out = []
     for line in block.splitlines():
@@ -44,14 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "examples").symlink_to(REPO / "examples")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
-        }
-        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-        env["MULTIFLEXI_DATA_DIR"] = str(cwd / "data")
-        env["COLUMNS"] = "100"
+        env = environment(cwd)
         parts = text.split("```console\n")
         for i in range(1, len(parts)):
             block, rest = parts[i].split("```\n", 1)
