@@ -3,10 +3,10 @@ the page shows (exit 0, or 1 where it shows an error) and begin their output as 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from examples.cli_session import environment
 
 from tests.conftest import REPO
 
@@ -28,14 +28,7 @@ def test_the_session_of_docs_cli_md_runs_as_shown(tmp_path: Path) -> None:
     steps = session()
     assert len(steps) >= 15
     (tmp_path / "examples").symlink_to(REPO / "examples")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_"))
-    }
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["MULTIFLEXI_DATA_DIR"] = str(tmp_path / "data")
-    env["COLUMNS"] = "100"
+    env = environment(tmp_path)
     for command, shown in steps:
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", command],
