@@ -114,7 +114,7 @@ def _wrk(
         script = root / "wrk.lua"
         script.write_text(lua)
         argv += ["-s", str(script)]
-    out = subprocess.run(argv + [url + path], capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run([*argv, url + path], capture_output=True, text=True, timeout=120).stdout
 
     def ms(label: str) -> float:
         found = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
