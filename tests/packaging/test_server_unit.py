@@ -3,15 +3,21 @@ as the daemons' units, and a stop that lets requests in flight finish."""
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.packaging.test_units import DATA_DIR, ENV_FILE, MAX_EXPOSURE, ROOT, SYSTEMD, one, unit
+from tests.packaging.test_units import (
+    DATA_DIR,
+    ENV_FILE,
+    MAX_EXPOSURE,
+    ROOT,
+    exposure,
+    one,
+    unit,
+)
 
 NAME = "multiflexi-server.service"
 
@@ -31,14 +37,4 @@ def test_the_server_unit_reads_the_environment_file_and_is_sandboxed() -> None:
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_the_server_sandbox_exposure_is_at_most_4(tmp_path: Path) -> None:
-    path = tmp_path / NAME
-    shutil.copy(SYSTEMD / NAME, path)
-    res = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
-    assert found, res.stdout + res.stderr
-    assert float(found.group(1)) <= MAX_EXPOSURE, res.stdout
+    assert exposure(NAME, tmp_path) <= MAX_EXPOSURE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
@@ -146,3 +147,10 @@ async def pagination(
 
 #: An id in a path: a positive 32-bit integer (larger ones are 422, never a database error).
 PathId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A query's time in UTC; a naive time is read as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

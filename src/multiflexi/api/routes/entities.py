@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from multiflexi.api import shapes
-from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, pagination
+from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, as_utc, pagination
 from multiflexi.api.render import Suffix, render
 from multiflexi.catalog import Page
 
@@ -572,22 +572,14 @@ def list_auditlog(
                 entity_type=entity_type,
                 entity_id=entity_id,
                 action=action,
-                since=_utc(from_),
-                until=_utc(to),
+                since=as_utc(from_),
+                until=as_utc(to),
                 limit=page.limit,
                 offset=page.offset,
                 descending=page.order != "id",
             )
         ]
     return render(rows, suffix, title="Audit log")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @router.get("/auditlog/{entry_id}.{suffix}", tags=["auditlog"])

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from multiflexi.api import shapes
-from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, pagination
+from multiflexi.api.deps import Conf, Db, PathId, Shaped, Who, as_utc, pagination
 from multiflexi.api.render import Suffix, render
 from multiflexi.catalog import JobQuery, Page
 from multiflexi.errors import Invalid
@@ -20,14 +20,6 @@ from multiflexi.errors import Invalid
 router = APIRouter()
 Paged = Annotated[Page, Depends(pagination)]
 OptId = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def job_query(
@@ -43,8 +35,8 @@ def job_query(
         runtemplate_id=runtemplate_id,
         app_id=app_id,
         status=status,
-        since=_utc(from_),
-        until=_utc(to),
+        since=as_utc(from_),
+        until=as_utc(to),
     )
 
 
@@ -207,8 +199,8 @@ def delete_jobs(
         company_id=company_id,
         runtemplate_id=runtemplate_id,
         status=status,
-        since=_utc(from_),
-        until=_utc(to),
+        since=as_utc(from_),
+        until=as_utc(to),
         time_field="begin",
     )
     return render(catalog.delete_jobs(db, settings, who, query, dry_run=dry_run), suffix)
