@@ -24,10 +24,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi import queue
+from multiflexi.jobs import lifecycle
 from multiflexi.storage import blobs
 from multiflexi.storage.models import App, Artifact, Job, JobStatus, RunTemplate
 from multiflexi.storage.types import utcnow
@@ -81,6 +82,7 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
                 .where(RunTemplate.id == rt_id)
                 .values(failed_jobs_count=RunTemplate.failed_jobs_count + 1)
             )
+        _add_missing_outputs(session, job_id, now)
         return list(
             session.scalars(
                 select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
@@ -88,6 +90,37 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
         )
 
     return db.run(write)
+
+
+def _add_missing_outputs(session: Session, job_id: int, now: datetime) -> None:
+    """Give a lost job the ``stdout.txt`` and ``stderr.txt`` every job has: a stream it
+    printed nothing to (or nothing its worker stored before dying) is an empty artifact,
+    not a missing one."""
+    from multiflexi.jobs.output import STREAMS
+
+    have = set(
+        session.scalars(
+            select(Artifact.kind).where(Artifact.job_id == job_id, Artifact.kind.in_(STREAMS))
+        )
+    )
+    for stream in STREAMS:
+        if stream in have:
+            continue
+        session.add(
+            Artifact(
+                job_id=job_id,
+                filename=f"{stream}.txt",
+                content_type="text/plain",
+                note=f"standard {'output' if stream == 'stdout' else 'error'} of the job"
+                " (lost: only what was stored before its worker stopped)",
+                kind=stream,
+                content=None,
+                size=0,
+                sha256=hashlib.sha256(b"").hexdigest(),
+                state="complete",
+                created=now,
+            )
+        )
 
 
 def _close_output(db: Database, artifact_id: int) -> None:
@@ -229,7 +262,16 @@ def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:
                     Job.status.in_((JobStatus.FAILED, JobStatus.LOST)),
                     Job.end >= now - STRANDED_WINDOW,
                     or_(Job.status == JobStatus.LOST, Job.end < now - grace),
-                    Job.attempt < RunTemplate.max_attempts,
+                    or_(
+                        Job.attempt < RunTemplate.max_attempts,
+                        and_(
+                            RunTemplate.on_interrupt != "fail",
+                            or_(
+                                Job.status == JobStatus.LOST,
+                                Job.reason == lifecycle.STOPPED_REASON,
+                            ),
+                        ),
+                    ),
                     RunTemplate.active.is_(True),
                     App.enabled.is_(True),
                     ~exists().where(retry.retry_of == Job.id),

@@ -39,3 +39,23 @@ def test_migration_0004_drops_the_job_state_indexes_and_gives_them_back(any_db: 
     any_db.migrate()
     assert any_db.current_revision() == HEAD
     assert {"ix_job_status", "ix_job_begin"}.isdisjoint(job_indexes())
+
+
+def test_the_operations_migration_adds_on_interrupt_and_daemon_state_and_takes_them_back(
+    any_db: Database,
+) -> None:
+    """Server defaults: rows written by an older version (which knows neither column)
+    read ``requeue`` and ``running``; the downgrade removes both."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def columns(table: str) -> set[str]:
+        with any_db.engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")
+    command.downgrade(alembic_config(any_db.engine), "-1")
+    assert "on_interrupt" not in columns("runtemplate") and "state" not in columns("worker")
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")

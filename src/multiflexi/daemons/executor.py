@@ -437,18 +437,33 @@ class ExecutorDaemon:
             self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
 
     def shutdown(self) -> None:
-        """Let running jobs finish within the grace, then cancel them."""
+        """Let running jobs finish within the grace, then cancel them. The daemon keeps
+        beating meanwhile, in state ``draining``: ``status`` must not call it dead."""
         running = self.pool.running()
         if not running:
             return
         grace = self.settings.shutdown_grace
         if self.signals.stopping:
             log.info("action=drain running=%s grace=%s", running, grace)
-        if not self.pool.join(grace, interrupt=self.signals.cancel):
-            log.warning("action=cancel_jobs running=%s", self.pool.running())
-            self.signals.cancel.set()
-            # Cancelled jobs get TERM, kill grace, KILL, then record their end.
-            self.pool.join(self.settings.kill_grace + 30)
+        done = threading.Event()
+        beater = threading.Thread(
+            target=self._beat_while_draining, args=(done,), name="drain-beat", daemon=True
+        )
+        beater.start()
+        try:
+            if not self.pool.join(grace, interrupt=self.signals.cancel):
+                log.warning("action=cancel_jobs running=%s", self.pool.running())
+                self.signals.cancel.set()
+                # Cancelled jobs get TERM, kill grace, KILL, then record their end.
+                self.pool.join(self.settings.kill_grace + 30)
+        finally:
+            done.set()
+            beater.join()
+
+    def _beat_while_draining(self, done: threading.Event) -> None:
+        self._chore("beat", lambda: workers.mark_draining(self.db, self.worker_id))
+        while not done.wait(workers.BEAT_SECONDS):
+            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
 
 
 class _Successor:

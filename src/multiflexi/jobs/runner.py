@@ -290,6 +290,7 @@ class JobRunner:
         recorder.seal()
         together = not lost and not files_to_preserve(prepared.workdir, prepared.result_file)
         if not together:
+            recorder.after_loss = lost
             recorder.close()
             preserve_files(
                 self.db,
@@ -479,7 +480,9 @@ class _AnyEvent(threading.Event):
 
 
 def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
-    """Queue the next attempt of a failed or lost job, as its template's policy says."""
+    """Queue the next attempt of a failed or lost job, as its template's policy says (see
+    :func:`lifecycle.next_attempt`: a job the platform interrupted runs again unless the
+    template says ``on_interrupt=fail``)."""
     from multiflexi.jobs.service import create_job
 
     with db.read() as session:
@@ -487,8 +490,12 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
         if job is None or rt is None or not rt.active:
             return None
-        delay = lifecycle.retry_delay(
+        interrupted = lifecycle.is_interruption(job.status, job.reason)
+        delay = lifecycle.next_attempt(
             attempt=job.attempt,
+            interrupted=interrupted,
+            before=_interruptions_before(session, job),
+            on_interrupt=rt.on_interrupt,
             max_attempts=rt.max_attempts,
             backoff=rt.retry_backoff,
             min_gap=rt.retry_min_gap,
@@ -507,8 +514,37 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         attempt=job.attempt + 1,
         retry_of=job.id,
     )
-    log.info("action=retry_scheduled job_id=%s retry_job_id=%s", job_id, retry.id)
+    log.info(
+        "action=retry_scheduled job_id=%s retry_job_id=%s attempt=%s interrupted=%s",
+        job_id,
+        retry.id,
+        job.attempt + 1,
+        str(interrupted).lower(),
+    )
     return retry.id
+
+
+#: How far back a chain of attempts is followed (the policy allows at most this many).
+_CHAIN_LIMIT = 100
+
+
+def _interruptions_before(session: Session, job: Job) -> lifecycle.Interruptions:
+    """The interrupted runs that precede ``job`` in its chain of attempts."""
+    total = in_a_row = steps = 0
+    row = True
+    previous = job.retry_of
+    while previous is not None and steps < _CHAIN_LIMIT:
+        earlier = session.get(Job, previous)
+        if earlier is None:
+            break
+        steps += 1
+        if lifecycle.is_interruption(earlier.status, earlier.reason):
+            total += 1
+            in_a_row += 1 if row else 0
+        else:
+            row = False
+        previous = earlier.retry_of
+    return lifecycle.Interruptions(total, in_a_row)
 
 
 def _check_required(fields: Sequence[ConfField], values: dict[str, str]) -> None:
@@ -586,7 +622,7 @@ def _reason(
     if store_error:
         return store_error
     if result.cancelled:
-        return "terminated: the executor was stopped"
+        return lifecycle.STOPPED_REASON
     if result.timed_out:
         return result.error or "timeout"
     if result.error:

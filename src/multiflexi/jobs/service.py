@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from multiflexi.env.layers import Env
 from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.jobs import environment
-from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
+from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final, is_interruption
 from multiflexi.queue import enqueue
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import (
@@ -212,6 +212,10 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "schedule_type": job.schedule_type,
         "attempt": job.attempt,
         "retry_of": job.retry_of,
+        "retried_by": session.scalar(
+            select(Job.id).where(Job.retry_of == job.id).order_by(Job.id).limit(1)
+        ),
+        "interrupted": is_final(job.status) and is_interruption(job.status, job.reason),
         "created": job.created,
         "scheduled_at": job.scheduled_at,
         "not_before": job.schedule,

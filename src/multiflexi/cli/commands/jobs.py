@@ -63,6 +63,10 @@ def job_list(
     emit(rows, ctx.fmt, tz=ctx.settings.timezone)
 
 
+#: How the links between a run and its next attempt read in the text view.
+_LINKS = {"retry_of": "retry of", "retried_by": "retried by"}
+
+
 def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
     from multiflexi.cli.output import render_record, render_table
 
@@ -75,6 +79,10 @@ def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
             value = f"{value} ({meaning})" if value is not None and meaning else value
         elif key == "duration" and isinstance(value, float):
             value = f"{value:.3f} s"
+        elif key in _LINKS:
+            if value is not None:
+                head[_LINKS[key]] = value
+            continue
         head[key] = value
     parts = [render_record(head)]
     arts = record["artifacts"]
