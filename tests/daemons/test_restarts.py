@@ -9,6 +9,8 @@ linked to the one that replaced it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -16,13 +18,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from multiflexi.jobs.lifecycle import STOPPED_REASON
 from multiflexi.jobs.service import create_job
 from multiflexi.storage import blobs
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Artifact, Job, Worker
+from multiflexi.storage.models import Artifact, Job, ScheduleEntry, Worker
 from multiflexi.storage.types import utcnow
 from multiflexi.workers import ALIVE_FACTOR, BEAT_SECONDS, list_workers
 from tests.conftest import Cli, db_environment
@@ -202,3 +204,40 @@ def test_a_draining_executor_keeps_beating_and_reads_draining(
 def _beat(db: Database) -> datetime:
     with db.read() as session:
         return session.get_one(Worker, "drainer").heartbeat
+
+
+def test_every_executor_cleans_its_own_job_root_at_start(db: Database, tmp_path: Path) -> None:
+    """Two hosts (two executors, each with its own job root), housekeeping switched off:
+    each removes the leftovers of its own root, and nothing of a job not yet finished."""
+    _, _, rt = make_setup(db, cmdparams="-c pass")
+    finished = create_job(db, db.settings, runtemplate_id=rt).id
+    waiting = create_job(db, db.settings, runtemplate_id=rt, at=utcnow() + timedelta(hours=1)).id
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == finished)
+            .values(status="success", end=utcnow() - timedelta(hours=2))
+        )
+        session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == finished))
+    roots = [tmp_path / "host-a" / "jobs", tmp_path / "host-b" / "jobs"]
+    stale = (utcnow() - timedelta(hours=2)).timestamp()
+    for root in roots:
+        for name in (str(finished), str(waiting), "424242"):
+            (root / name).mkdir(parents=True)
+            (root / name / "half-written.csv").write_text("x")
+        os.utime(root / "424242", (stale, stale))  # a job deleted long ago
+    argvs = [[EXECUTOR, "--worker-id", f"host-{i}"] for i in range(2)]
+    with contextlib.ExitStack() as stack:
+        started = [
+            stack.enter_context(
+                daemons(db, tmp_path / f"host-{n}", [argv], MULTIFLEXI_JOBS_DIR=str(root))
+            )[0]
+            for n, argv, root in zip("ab", argvs, roots, strict=True)
+        ]
+        for ex in started:
+            ex.wait_for_log("action=clean_job_root")
+            assert "removed=2" in ex.log(), ex.log()
+            ex.signal(signal.SIGTERM)
+            assert ex.wait(30) == 0
+    for root in roots:
+        assert sorted(p.name for p in root.iterdir()) == [str(waiting)]

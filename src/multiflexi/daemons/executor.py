@@ -47,6 +47,8 @@ LISTEN_IDLE = 1.0
 #: Paces housekeeping to once per interval in the cluster. Not the lock the housekeeping
 #: run takes for itself ("housekeeping"), which only keeps two runs apart.
 HOUSEKEEPING_LOCK = "housekeeping-interval"
+#: How often an executor cleans its own job root of crash leftovers (also at start).
+LOCAL_SWEEP_SECONDS = 3600.0
 #: How long a stopping daemon lets a housekeeping round go on (its batches are short).
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
@@ -109,6 +111,7 @@ class ExecutorDaemon:
         self.listener: QueueListener | None = None
         start = self.started_at = utcnow()
         self._next_beat = self._next_recovery = self._next_housekeeping = start
+        self._next_local_sweep = start
         #: Jobs claimed here (those no longer running are dropped at each beat): any
         #: other job running under our id since ``started_at`` is a claim whose commit we
         #: never heard of.
@@ -272,6 +275,9 @@ class ExecutorDaemon:
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
             self._chore("requeue_lost", lambda: self._recover(now))
+        if now >= self._next_local_sweep:
+            self._next_local_sweep = now + timedelta(seconds=LOCAL_SWEEP_SECONDS)
+            self._chore("clean_job_root", lambda: self._clean_job_root(now))
         interval = self.settings.housekeeping_interval
         if interval <= 0:
             self._next_housekeeping = now + timedelta(days=1)
@@ -305,6 +311,23 @@ class ExecutorDaemon:
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
                 log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
+
+    def _clean_job_root(self, now: datetime) -> None:
+        """Crash leftovers in this host's job root: every executor cleans its own, as the
+        cluster-wide housekeeping runs on one host only."""
+        from multiflexi.housekeeping.orphans import clean_local_dirs
+
+        report = clean_local_dirs(self.db, self.settings, now=now)
+        removed = report.counts["job_dirs_removed"] + report.counts["handoff_dirs_removed"]
+        if removed or report.errors:
+            log.info(
+                "action=clean_job_root root=%s removed=%s errors=%s",
+                self.settings.job_root,
+                removed,
+                len(report.errors),
+            )
+        for error in report.errors:
+            log.warning("action=clean_job_root error=%s", one_line(Exception(error)))
 
     def _recover(self, now: datetime) -> None:
         recovery.requeue_lost(
