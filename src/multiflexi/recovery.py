@@ -164,7 +164,13 @@ def requeue_lost(
         except LookupError:
             continue  # finished, renewed, or already marked by another executor
         lost.append(job_id)
-        log.warning("action=lost job_id=%s worker=%s host=%s", job_id, worker, host)
+        log.warning(
+            "action=lost job_id=%s worker=%s host=%s reason=%s",
+            job_id,
+            worker,
+            host,
+            lost_reason(worker, host),
+        )
         for artifact_id in streams:
             try:
                 _close_output(db, artifact_id)
@@ -243,7 +249,7 @@ def _queue_retry(db: Database, job_id: int, now: datetime) -> None:
         log.debug("action=queue_retry job_id=%s error=%s", job_id, exc)
         return
     if queued:
-        log.warning("action=queue_retry job_id=%s reason=created but never queued", job_id)
+        log.warning("action=queue_retry job_id=%s reason=%s", job_id, "created but never queued")
 
 
 def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:
@@ -310,8 +316,7 @@ def retry_once(db: Database, settings: Settings, job_id: int, holder: str) -> in
             if done is not None:
                 return None
             retry = runner.schedule_retry(db, settings, job_id)
-            if retry is not None:
-                log.info("action=retry job_id=%s retry_job_id=%s", job_id, retry)
+            if retry is not None:  # runner.schedule_retry logged it
                 _drop_duplicates(db, job_id)
             return retry
         finally:

@@ -31,6 +31,7 @@ from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_dae
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.jobs.context import read_context
+from multiflexi.jobs.lifecycle import origin
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
@@ -160,7 +161,7 @@ class ExecutorDaemon:
             # Due jobs that could not be claimed wait for a running job of their
             # template: those of ``skip`` templates are cancelled instead.
             for job_id in queue.skip_overlapping(self.db, now):
-                log.info("action=skip job_id=%s reason=previous run still running", job_id)
+                log.info("action=skip job_id=%s reason=%s", job_id, "previous run still running")
         # While claims succeed, the next step claims straight away; after a miss, it polls.
         self._draining = claimed
         if not claimed:
@@ -183,7 +184,20 @@ class ExecutorDaemon:
 
     def _count_claim(self, claim: Claim) -> None:
         """A committed claim of ours; the caller holds ``_claiming``."""
-        log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+        ctx = claim.preread
+        job, rt, company = (ctx.job, ctx.rt, ctx.company) if ctx is not None else (None,) * 3
+        log.info(
+            "action=claim job_id=%s runtemplate_id=%s runtemplate=%s company=%s by=%s attempt=%s"
+            " host=%s worker=%s",
+            claim.job_id,
+            getattr(rt, "id", None),
+            getattr(rt, "name", None),
+            getattr(company, "slug", None),
+            origin(job.schedule_type) if job is not None else None,
+            getattr(job, "attempt", None),
+            queue.HOSTNAME,
+            self.worker_id,
+        )
         with self._lock:
             self._mine.add(claim.job_id)
         self.claims += 1
@@ -255,10 +269,9 @@ class ExecutorDaemon:
             status = "error"
         with self._lock:
             self.results[status] += 1
-        log.info(
-            "action=finish job_id=%s status=%s seconds=%.3f",
+        log.debug(  # the job's end is logged once, by the runner (action=finish)
+            "action=job_thread_done job_id=%s seconds=%.3f",
             claim.job_id,
-            status,
             time.monotonic() - started,
         )
 
@@ -310,7 +323,9 @@ class ExecutorDaemon:
                 self._mine.intersection_update(found)
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
-                log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
+                log.warning(
+                    "action=give_back job_id=%s reason=%s", job_id, "claim never acknowledged"
+                )
 
     def _clean_job_root(self, now: datetime) -> None:
         """Crash leftovers in this host's job root: every executor cleans its own, as the
@@ -340,18 +355,18 @@ class ExecutorDaemon:
         try:
             module = importlib.import_module("multiflexi.housekeeping.service")
         except ImportError:
-            log.debug("action=housekeeping skipped=module not installed")
+            log.debug("action=housekeeping skipped=%s", "module not installed")
             return
         # The lock is kept until it expires: housekeeping runs once per interval in the
         # whole cluster, whichever executor gets there first.
         if not workers.acquire_lock(self.db, HOUSEKEEPING_LOCK, self.worker_id, interval, now):
-            log.debug("action=housekeeping skipped=another executor ran it")
+            log.debug("action=housekeeping skipped=%s", "another executor ran it")
             return
 
         def run() -> None:
             report = module.run_housekeeping(self.db, self.settings)
             skipped = report.get("skipped") if isinstance(report, dict) else None
-            log.info("action=housekeeping phase=end%s", f" skipped={skipped}" if skipped else "")
+            log.info("action=housekeeping phase=end skipped=%s", skipped or "-")
 
         def work() -> None:
             log.info("action=housekeeping phase=start")
@@ -439,11 +454,17 @@ class ExecutorDaemon:
             self.shutdown()
             if not self.finish_chores(HOUSEKEEPING_EXIT_WAIT):
                 # Its open transaction ends with the process; deleted batches stay deleted.
-                log.warning("action=housekeeping phase=abandoned reason=still running at exit")
+                log.warning(
+                    "action=housekeeping phase=abandoned reason=%s", "still running at exit"
+                )
             if self.listener is not None:
                 self.listener.stop.set()
             self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))
-            log.info("action=stop worker=%s jobs=%s", self.worker_id, dict(self.results))
+            log.info(
+                "action=stop worker=%s jobs=%s",
+                self.worker_id,
+                ",".join(f"{k}:{n}" for k, n in sorted(self.results.items())) or "none",
+            )
         return 0
 
     def _start_helpers(self) -> None:
@@ -455,7 +476,7 @@ class ExecutorDaemon:
             try:
                 metrics = importlib.import_module("multiflexi.monitoring.metrics")
             except ImportError:
-                log.debug("action=metrics skipped=module not installed")
+                log.debug("action=metrics skipped=%s", "module not installed")
                 return
             self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
 

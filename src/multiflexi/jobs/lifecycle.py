@@ -118,6 +118,23 @@ def retry_delay(
     return timedelta(seconds=min(seconds, 7 * 86400))
 
 
+#: Who made a job, by its ``schedule_type``; a scheduler's interval names are the rest.
+ORIGINS = {
+    "adhoc-cli": "cli",
+    "adhoc": "cli",
+    "retry": "retry",
+    "chained": "action",
+    "reschedule": "action",
+    "api": "api",
+    "event": "event",
+}
+
+
+def origin(schedule_type: str) -> str:
+    """``cli``, ``api``, ``event``, ``action``, ``retry`` or ``scheduler``: who made a job."""
+    return ORIGINS.get(schedule_type, "scheduler")
+
+
 #: The reason of a job whose executor was stopped (SIGTERM) and cancelled it after the
 #: shutdown grace.
 STOPPED_REASON = "terminated: the executor was stopped"

@@ -254,6 +254,7 @@ class JobRunner:
         executor = get_executor(prepared.executor)
 
         def on_start(pid: int) -> None:
+            log.info("action=job_start job_id=%s pid=%s", prepared.job_id, pid)
             if lease is not None:
                 lease.pid = pid  # the lease keeper records it if the job runs a while
             if started is not None:
@@ -406,11 +407,19 @@ class JobRunner:
         finally:
             if successor is not None:
                 successor.settle(committed)
+        if won:
+            log.info(
+                "action=finish job_id=%s status=%s exit_code=%s signal=%s duration=%s reason=%s",
+                claim.job_id,
+                str(status),
+                outcome.exitcode,
+                outcome.signal,
+                None if outcome.wall_seconds is None else round(outcome.wall_seconds, 3),
+                reason,
+            )
         return won
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
-        log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
-
         def outputs(session: Session) -> int | None:
             job = session.get(Job, claim.job_id)
             if job is None:
@@ -515,11 +524,12 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         retry_of=job.id,
     )
     log.info(
-        "action=retry_scheduled job_id=%s retry_job_id=%s attempt=%s interrupted=%s",
+        "action=retry job_id=%s retry_job_id=%s attempt=%s interrupted=%s not_before=%s",
         job_id,
         retry.id,
         job.attempt + 1,
-        str(interrupted).lower(),
+        interrupted,
+        (utcnow() + delay).isoformat(),
     )
     return retry.id
 

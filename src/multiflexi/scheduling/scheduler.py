@@ -345,7 +345,12 @@ class Scheduler:
         from multiflexi.jobs import hooks
 
         for job in jobs:
-            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
+            log.info(
+                "action=create job_id=%s runtemplate_id=%s by=scheduler not_before=%s",
+                job.id,
+                job.runtemplate_id,
+                job.schedule.isoformat(),
+            )
             if self.hooks:
                 hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
 
