@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 from multiflexi import queue
 from multiflexi.jobs import lifecycle
+from multiflexi.monitoring import counters
 from multiflexi.storage import blobs
 from multiflexi.storage.models import App, Artifact, Job, JobStatus, RunTemplate
 from multiflexi.storage.types import utcnow
@@ -164,6 +165,7 @@ def requeue_lost(
         except LookupError:
             continue  # finished, renewed, or already marked by another executor
         lost.append(job_id)
+        counters.inc("multiflexi_jobs_finished", str(JobStatus.LOST))
         log.warning(
             "action=lost job_id=%s worker=%s host=%s reason=%s",
             job_id,

@@ -32,6 +32,7 @@ from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.jobs.context import read_context
 from multiflexi.jobs.lifecycle import origin
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
@@ -118,6 +119,9 @@ class ExecutorDaemon:
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        from multiflexi.monitoring.metrics import DaemonProbe
+
+        self.probe = DaemonProbe("executor", worker_id, self._gauges)
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -184,6 +188,7 @@ class ExecutorDaemon:
 
     def _count_claim(self, claim: Claim) -> None:
         """A committed claim of ours; the caller holds ``_claiming``."""
+        counters.inc("multiflexi_jobs_claimed")
         ctx = claim.preread
         job, rt, company = (ctx.job, ctx.rt, ctx.company) if ctx is not None else (None,) * 3
         log.info(
@@ -283,7 +288,7 @@ class ExecutorDaemon:
     def _maintain(self, now: datetime) -> None:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
-            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self._chore("beat", self._beat)
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
@@ -304,6 +309,23 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+
+    def _beat(self) -> None:
+        workers.beat(self.db, self.worker_id)
+        self.probe.beat()
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        """This executor's own state, for its metrics."""
+        return {
+            "multiflexi_executor_jobs_running": (
+                "Jobs running in this executor",
+                self.pool.running(),
+            ),
+            "multiflexi_executor_max_parallel": (
+                "Jobs this executor runs at once",
+                self.pool.limit,
+            ),
+        }
 
     def _give_back_unknown(self) -> None:
         """Requeue the jobs claimed under our id that no thread here runs. A claim whose
@@ -473,12 +495,13 @@ class ExecutorDaemon:
             self.listener.start()
         port = self.settings.metrics_port
         if port:
-            try:
-                metrics = importlib.import_module("multiflexi.monitoring.metrics")
-            except ImportError:
-                log.debug("action=metrics skipped=%s", "module not installed")
-                return
-            self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
+            from multiflexi.monitoring import metrics
+
+            # This process's counters and state only: the cluster's numbers come from the
+            # scheduler, else every executor would count them once more.
+            self._chore(
+                "metrics", lambda: metrics.serve(port, None, self.settings, daemon=self.probe)
+            )
 
     def shutdown(self) -> None:
         """Let running jobs finish within the grace, then cancel them. The daemon keeps
@@ -507,7 +530,7 @@ class ExecutorDaemon:
     def _beat_while_draining(self, done: threading.Event) -> None:
         self._chore("beat", lambda: workers.mark_draining(self.db, self.worker_id))
         while not done.wait(workers.BEAT_SECONDS):
-            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self._chore("beat", self._beat)
 
 
 class _Successor:

@@ -30,6 +30,7 @@ from multiflexi.jobs.context import AppFactsCache, load_context
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import Artifact, ConfField, Job, JobStatus, RunTemplate, table_of
@@ -408,6 +409,9 @@ class JobRunner:
             if successor is not None:
                 successor.settle(committed)
         if won:
+            counters.inc("multiflexi_jobs_finished", str(status))
+            if outcome.wall_seconds is not None:
+                counters.observe_duration(outcome.wall_seconds)
             log.info(
                 "action=finish job_id=%s status=%s exit_code=%s signal=%s duration=%s reason=%s",
                 claim.job_id,
@@ -523,6 +527,7 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         attempt=job.attempt + 1,
         retry_of=job.id,
     )
+    counters.inc("multiflexi_job_retries", "true" if interrupted else "false")
     log.info(
         "action=retry job_id=%s retry_job_id=%s attempt=%s interrupted=%s not_before=%s",
         job_id,

@@ -156,6 +156,9 @@ def create_job(
         return job
 
     job = db.run(initialise)
+    from multiflexi.monitoring import counters
+
+    counters.inc("multiflexi_jobs_created", origin(schedule_type))
     log.info(
         "action=create job_id=%s runtemplate_id=%s company_id=%s by=%s attempt=%s retry_of=%s",
         job.id,

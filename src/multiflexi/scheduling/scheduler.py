@@ -343,7 +343,10 @@ class Scheduler:
     def _announce(self, jobs: Sequence[CreatedJob]) -> None:
         """Log and emit ``created`` for committed jobs, in this thread, as create_job does."""
         from multiflexi.jobs import hooks
+        from multiflexi.monitoring import counters
 
+        if jobs:
+            counters.inc("multiflexi_jobs_created", "scheduler", amount=len(jobs))
         for job in jobs:
             log.info(
                 "action=create job_id=%s runtemplate_id=%s by=scheduler not_before=%s",
