@@ -112,7 +112,7 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
             outcome = Outcome(mode, name, False, f"not run: {plan}", 0.0)
         else:
             own = {
-                str(plan[o.name]) for o in plan_cls.all_options() if o.secret and plan.get(o.name)
+                secret for o in plan_cls.all_options() for secret in o.secrets_in(plan.get(o.name))
             }
             timeout = float(plan.get("timeout") or settings.action_timeout)
             ctx = ActionContext(
