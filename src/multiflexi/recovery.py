@@ -83,7 +83,7 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
                 .where(RunTemplate.id == rt_id)
                 .values(failed_jobs_count=RunTemplate.failed_jobs_count + 1)
             )
-        _add_missing_outputs(session, job_id, now)
+        add_missing_outputs(session, job_id, now)
         return list(
             session.scalars(
                 select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
@@ -93,7 +93,7 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
     return db.run(write)
 
 
-def _add_missing_outputs(session: Session, job_id: int, now: datetime) -> None:
+def add_missing_outputs(session: Session, job_id: int, now: datetime) -> None:
     """Give a lost job the ``stdout.txt`` and ``stderr.txt`` every job has: a stream it
     printed nothing to (or nothing its worker stored before dying) is an empty artifact,
     not a missing one."""
@@ -122,6 +122,21 @@ def _add_missing_outputs(session: Session, job_id: int, now: datetime) -> None:
                 created=now,
             )
         )
+
+
+def close_outputs(db: Database, job_id: int) -> None:
+    """Close every output of a job that was left streaming (its worker is gone)."""
+    with db.read() as session:
+        ids = list(
+            session.scalars(
+                select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
+            )
+        )
+    for artifact_id in ids:
+        try:
+            _close_output(db, artifact_id)
+        except Exception as exc:  # the record of the loss matters more than the checksum
+            log.error("action=close_output job_id=%s error=%s", job_id, exc)
 
 
 def _close_output(db: Database, artifact_id: int) -> None:
