@@ -388,7 +388,10 @@ class ExecutorDaemon:
         def run() -> None:
             report = module.run_housekeeping(self.db, self.settings)
             skipped = report.get("skipped") if isinstance(report, dict) else None
-            log.info("action=housekeeping phase=end skipped=%s", skipped or "-")
+            if skipped:
+                log.info("action=housekeeping phase=end skipped=%s", skipped)
+            else:
+                log.info("action=housekeeping phase=end")
 
         def work() -> None:
             log.info("action=housekeeping phase=start")
