@@ -10,7 +10,7 @@ from pathlib import Path
 from multiflexi.jobs.service import create_job
 from multiflexi.queue import HOSTNAME
 from multiflexi.storage.database import Database
-from tests.daemons.helpers import EXECUTOR, daemon_env
+from tests.daemons.helpers import EXECUTOR, SCHEDULER, daemon_env
 from tests.factories import make_setup
 
 PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|[^\s"=]+)')
@@ -73,3 +73,23 @@ def test_a_jobs_story_can_be_grepped_from_the_executor_log(
     ]
     assert len(created) == 1
     assert created[0]["by"] == "retry" and created[0]["retry_of"] == str(job_id)
+
+
+def test_the_scheduler_logs_each_job_it_creates_by_job_id(sqlite_db: Database) -> None:
+    from datetime import UTC, datetime
+
+    _, _, rt = make_setup(
+        sqlite_db, executable="/bin/true", interv="h", created=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    res = subprocess.run(
+        [SCHEDULER, "--once"], env=daemon_env(sqlite_db), capture_output=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    created = [
+        dict(parse(line.split(" ", 2)[2]))
+        for line in res.stderr.decode().splitlines()
+        if "action=create " in line
+    ]
+    assert len(created) == 1
+    assert created[0]["by"] == "scheduler" and created[0]["runtemplate_id"] == str(rt)
+    assert int(created[0]["job_id"]) > 0
