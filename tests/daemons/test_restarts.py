@@ -40,9 +40,9 @@ HANGS_FIRST = (
 STOP_FAST = {"MULTIFLEXI_SHUTDOWN_GRACE": "1", "MULTIFLEXI_KILL_GRACE": "1"}
 
 
-@pytest.fixture(params=["sqlite", "pgsql"])
+@pytest.fixture(params=["sqlite", "pgsql", "mysql"])
 def db(request: pytest.FixtureRequest) -> Iterator[Database]:
-    yield request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
+    yield request.getfixturevalue(f"{'pg' if request.param == 'pgsql' else request.param}_db")
 
 
 @pytest.fixture
