@@ -122,7 +122,7 @@ class ExecutorDaemon:
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
-        from multiflexi.monitoring.metrics import DaemonProbe
+        from multiflexi.monitoring.counters import DaemonProbe
 
         self.probe = DaemonProbe("executor", worker_id, self._gauges)
 

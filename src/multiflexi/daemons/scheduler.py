@@ -49,7 +49,7 @@ class SchedulerDaemon:
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
         self._next_beat = utcnow()
-        from multiflexi.monitoring.metrics import DaemonProbe
+        from multiflexi.monitoring.counters import DaemonProbe
 
         self.probe = DaemonProbe("scheduler", worker_id)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: Upper bounds (seconds) of the job duration histogram.
@@ -77,3 +79,16 @@ def durations() -> tuple[list[tuple[float, int]], int, float]:
             _durations.count,
             _durations.total,
         )
+
+
+@dataclass
+class DaemonProbe:
+    """What a daemon tells its own metrics: who it is, its live gauges, its last beat."""
+
+    kind: str
+    worker_id: str
+    gauges: Callable[[], dict[str, tuple[str, float]]] = dict
+    last_beat: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()

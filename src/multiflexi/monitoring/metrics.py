@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from multiflexi.monitoring import counters
+from multiflexi.monitoring.counters import DaemonProbe
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -228,19 +229,6 @@ def _daemon_metrics(daemons: list[dict[str, Any]]) -> Iterator[Metric]:
         up.add_metric(labels, 1 if d["alive"] else 0)
     yield age
     yield up
-
-
-@dataclass
-class DaemonProbe:
-    """What a daemon tells its own metrics: who it is, its live gauges, its last beat."""
-
-    kind: str
-    worker_id: str
-    gauges: Callable[[], dict[str, tuple[str, float]]] = dict
-    last_beat: float = field(default_factory=time.monotonic)
-
-    def beat(self) -> None:
-        self.last_beat = time.monotonic()
 
 
 class ProcessCollector(Collector):
