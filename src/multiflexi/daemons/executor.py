@@ -6,11 +6,14 @@ due jobs of ``skip`` templates whose previous run is still going. Idle, it sleep
 the earliest not-before time, a NOTIFY (PostgreSQL), a finished job or a signal -- at most
 ``MULTIFLEXI_POLL_INTERVAL`` on SQLite and MariaDB. Every half lease it marks jobs of dead
 workers ``lost`` and queues their retries; every few seconds it beats in table ``worker``;
-every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did.
+every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did;
+at start and every hour it cleans its own job root of leftovers.
 
 SIGTERM/SIGINT: stop claiming; running jobs get ``MULTIFLEXI_SHUTDOWN_GRACE`` seconds to
-finish, then they are cancelled (TERM, kill grace, KILL to the process group; the job
-ends ``failed``, "terminated: the executor was stopped"). A second signal cancels at once.
+finish (the daemon beats meanwhile, state ``draining``), then they are cancelled (TERM,
+kill grace, KILL to the process group; the job ends ``failed``, "terminated: the executor
+was stopped", and runs again unless its template says ``on_interrupt=fail``). A second
+signal cancels at once.
 SIGHUP re-reads the environment file it started with (max parallel, poll interval).
 Under systemd it notifies readiness, reloads and stops, and pets the watchdog from the
 main loop (:mod:`.notify`).
