@@ -177,12 +177,22 @@ class Settings:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file; a missing or unreadable file is a :class:`ConfigError`."""
+    """Parse a ``.env`` file; a missing or unreadable file, or a line that is not
+    ``KEY=VALUE`` (python-dotenv would skip it with a warning), is a :class:`ConfigError`."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     if not path.is_file():
         raise ConfigError(f"environment file not found: {path}")
     try:
+        with path.open(encoding="utf-8") as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    text = binding.original.string.strip()
+                    shown = text if len(text) <= 60 else text[:57] + "..."
+                    raise ConfigError(
+                        f"{path}, line {binding.original.line}: not KEY=VALUE: {shown!r}"
+                    )
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read environment file {path}: {exc}") from None
@@ -192,7 +202,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"cannot read environment file {str(path)[:80]!r}: {why}") from None
+        if not found:
             raise ConfigError(f"environment file not found: {path}")
         return path
     for candidate in DEFAULT_ENV_FILES:

@@ -558,7 +558,7 @@ class ExecutorDaemon:
 class _Successor:
     """Claims the next job of a short job's thread in the transaction that commits the
     job's final status: one write transaction per job instead of two (trivial jobs,
-    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; docs/daemons.md).
+    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; benchmarks/experiments.md).
 
     The claiming lock is taken (without waiting: if the loop claims, it is the loop's
     turn) in the transaction and kept until it has ended, so that the give-back of
