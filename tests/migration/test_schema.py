@@ -41,6 +41,30 @@ def test_migration_0004_drops_the_job_state_indexes_and_gives_them_back(any_db: 
     assert {"ix_job_status", "ix_job_begin"}.isdisjoint(job_indexes())
 
 
+def test_the_operations_migration_adds_on_interrupt_and_daemon_state_and_takes_them_back(
+    any_db: Database,
+) -> None:
+    """Server defaults: rows written by an older version (which knows neither column)
+    read ``requeue`` and ``running``; the downgrade removes both."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def columns(table: str) -> set[str]:
+        with any_db.engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [ours] = [r for r in script.walk_revisions() if r.path.endswith("_operations.py")]
+    assert isinstance(ours.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
+    assert "on_interrupt" not in columns("runtemplate") and "state" not in columns("worker")
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")
+
+
 def test_the_users_and_audit_migration_goes_down_and_up_again(any_db: Database) -> None:
     from alembic import command
     from sqlalchemy import inspect
@@ -51,9 +75,11 @@ def test_the_users_and_audit_migration_goes_down_and_up_again(any_db: Database) 
 
     ours = {"token", "rbac_user_roles", "company_user", "login_attempt", "auditlog"}
     assert ours <= tables()
-    # The lead may renumber this migration at merge: go one step down from HEAD.
-    before = ScriptDirectory.from_config(alembic_config()).get_revision(HEAD).down_revision
-    command.downgrade(alembic_config(any_db.engine), str(before))
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [mine] = [r for r in script.walk_revisions() if r.path.endswith("_users_tokens_audit.py")]
+    assert isinstance(mine.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), mine.down_revision)
     assert ours.isdisjoint(tables())
     any_db.migrate()
     assert ours <= tables() and any_db.current_revision() == HEAD

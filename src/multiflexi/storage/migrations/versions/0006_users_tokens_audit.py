@@ -4,8 +4,8 @@ Tables for the REST API's users and permissions: ``token`` (only hashes of token
 ``rbac_user_roles`` (global roles: admin), ``company_user`` (viewer/operator per company),
 ``login_attempt`` (throttling of failed logins), ``auditlog`` (every change, who and what).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 23:50:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import multiflexi.storage.types
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
