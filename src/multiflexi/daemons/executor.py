@@ -362,10 +362,15 @@ class ExecutorDaemon:
         try:
             while not self.signals.stopping:
                 self.signals.wake.clear()
+                ended = self.pool.ended()
                 if self.step(utcnow()):
                     continue
-                if self.pool.running() == 0:
-                    break  # nothing claimable and nothing running that could unblock a job
+                # Done when nothing runs that could unblock a due job -- and no job ended
+                # while this step looked: a job of a ``forbid`` template that ended after
+                # the claim missed its successor has freed that successor, and its thread
+                # left the claiming to this loop.
+                if self.pool.running() == 0 and self.pool.ended() == ended:
+                    break
                 self.signals.wake.wait(self.idle(utcnow()))
         finally:
             self.finish_chores(None)
