@@ -27,6 +27,7 @@ from multiflexi.errors import Invalid
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
+from multiflexi.jobs.holds import job_hold
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
@@ -486,6 +487,8 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         job = session.get(Job, job_id)
         rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
         if job is None or rt is None or not rt.active:
+            return None
+        if job_hold(session, job.id) is not None:  # company or application disabled
             return None
         delay = lifecycle.retry_delay(
             attempt=job.attempt,

@@ -23,6 +23,11 @@ def _overview_text(data: dict[str, Any]) -> str:
         "waiting": data["waiting"],
         "due now": data["due_now"],
     }
+    if data.get("held"):
+        head["held"] = (
+            f"{data['held']} waiting job(s) of a disabled company or application or an"
+            " inactive run template (see queue:list)"
+        )
     oldest = data["oldest_due"]
     if oldest is not None:
         head["oldest due"] = (
