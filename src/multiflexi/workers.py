@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from multiflexi import __version__
+from multiflexi.jobs.holds import held_expression
 from multiflexi.queue import HOSTNAME
 from multiflexi.storage.models import (
     App,
@@ -187,6 +188,7 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
             ),
         }
         daemons = list_workers(session, now)
+        problems = _problems(session)
     key_file = settings.data_dir / "master.key"
     if settings.master_key:
         encryption = {"master_key": "configured (ENCRYPTION_MASTER_KEY)", "key_file": None}
@@ -206,6 +208,24 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         "daemons": daemons,
         "timezone": settings.timezone,
         "encryption": encryption,
+        "problems": problems,
+    }
+
+
+#: Broken templates listed one per line by ``status`` (all are counted).
+SHOWN_PROBLEMS = 10
+
+
+def _problems(session: Session) -> dict[str, Any]:
+    """What does not work and would otherwise only be in a log: templates the scheduler
+    cannot queue (one line each, the first few) and held jobs."""
+    from multiflexi.jobs.holds import waiting_counts
+    from multiflexi.scheduling.problems import broken_count, broken_templates
+
+    return {
+        "unschedulable": broken_count(session),
+        "templates": broken_templates(session, limit=SHOWN_PROBLEMS),
+        "held_jobs": waiting_counts(session)[0],
     }
 
 
@@ -223,6 +243,13 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     queued = select(Job.company_id, func.count()).join(ScheduleEntry, ScheduleEntry.job == Job.id)
     waiting = _per_company(session, queued)
     due = _per_company(session, queued.where(ScheduleEntry.after <= moment))
+    held_by = _per_company(
+        session,
+        queued.join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(held_expression().is_not(None)),
+    )
     running_by = _per_company(
         session, select(Job.company_id, func.count()).where(Job.status == JobStatus.RUNNING)
     )
@@ -271,6 +298,9 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
         "statuses": {s.value: statuses.get(s.value, 0) for s in JobStatus},
         "waiting": sum(waiting.values()),
         "due_now": sum(due.values()),
+        # Waiting jobs of a disabled company or application or an inactive template:
+        # they keep their place and are not claimed (multiflexi.jobs.holds).
+        "held": sum(held_by.values()),
         "oldest_due": None
         if oldest is None
         else {
@@ -285,6 +315,7 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
                 "company": slugs.get(cid),
                 "waiting": waiting.get(cid, 0),
                 "due_now": due.get(cid, 0),
+                "held": held_by.get(cid, 0),
                 "running": running_by.get(cid, 0),
             }
             for cid in sorted(ids)
@@ -293,7 +324,8 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
 
 
 def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """Queued jobs in the order they would run: not-before, template, app and company."""
+    """Queued jobs in the order they would run: not-before, template, app and company,
+    and why a held one is held."""
     stmt = (
         select(
             Job.id,
@@ -305,6 +337,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             App.name.label("app_name"),
             Company.slug,
             Job.attempt,
+            held_expression().label("held"),
         )
         .join(ScheduleEntry, ScheduleEntry.job == Job.id)
         .join(App, App.id == Job.app_id)
@@ -325,6 +358,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             "app": r.app_name,
             "company": r.slug,
             "attempt": r.attempt,
+            "held": r.held,
         }
         for r in session.execute(stmt)
     ]

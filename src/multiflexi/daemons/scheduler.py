@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, workers
 from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
@@ -23,6 +23,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.monitoring.zabbix import ScheduleErrorReport
     from multiflexi.storage.database import Database
 
 log = logging.getLogger("multiflexi.scheduler")
@@ -47,6 +48,7 @@ class SchedulerDaemon:
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
         self._next_beat = utcnow()
+        self.zabbix = _zabbix_report(settings)
 
     def step(self, now: datetime) -> bool:
         """Beat when due, then one scheduler step. Never asks to be called again at once:
@@ -60,7 +62,15 @@ class SchedulerDaemon:
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
         self.last = self.scheduler.step(now)
+        if self.zabbix is not None:
+            self.zabbix.tick(self._broken)
         return False
+
+    def _broken(self) -> list[dict[str, Any]]:
+        from multiflexi.scheduling.problems import broken_templates
+
+        with self.db.read() as session:
+            return broken_templates(session)
 
     def idle(self, now: datetime) -> float:
         waits = [RESCAN_SECONDS, (self._next_beat - now).total_seconds()]
@@ -77,6 +87,7 @@ class SchedulerDaemon:
             log.error("action=reload error=%s", one_line(exc))
             return
         self.scheduler = Scheduler(self.db, self.settings)
+        self.zabbix = _zabbix_report(self.settings)
         log.info("action=reload timezone=%s", self.settings.timezone)
 
     def serve(self, once: bool = False) -> int:
@@ -105,6 +116,14 @@ class SchedulerDaemon:
                 log.error("action=mark_stopped error=%s", one_line(exc))
             log.info("action=stop worker=%s", self.worker_id)
         return 0
+
+
+def _zabbix_report(settings: Settings) -> ScheduleErrorReport | None:
+    """Templates that cannot be scheduled, reported to Zabbix when it is configured."""
+    from multiflexi.monitoring.zabbix import ScheduleErrorReport, zabbix_target
+
+    target = zabbix_target(settings)
+    return ScheduleErrorReport(target) if target is not None else None
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -64,6 +64,8 @@ class DatabaseCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         from sqlalchemy import case, func, select
 
+        from multiflexi.jobs.holds import waiting_counts
+        from multiflexi.scheduling.problems import broken_templates
         from multiflexi.storage.models import Job, JobAction, JobStatus, ScheduleEntry
         from multiflexi.storage.types import utcnow
 
@@ -98,6 +100,8 @@ class DatabaseCollector(Collector):
                     JobAction.action, JobAction.ok
                 )
             ).all()
+            broken = broken_templates(s)
+            held = waiting_counts(s)[0]
 
         jobs = GaugeMetricFamily(
             "multiflexi_jobs", "Jobs in the database by status", labels=["status"]
@@ -125,6 +129,27 @@ class DatabaseCollector(Collector):
         due_now = GaugeMetricFamily("multiflexi_queue_due", "Queued jobs whose time has come")
         due_now.add_metric([], int(due))
         yield due_now
+        on_hold = GaugeMetricFamily(
+            "multiflexi_queue_held",
+            "Waiting jobs not claimed: their company or application is disabled or their"
+            " run template inactive",
+        )
+        on_hold.add_metric([], int(held))
+        yield on_hold
+        unschedulable = GaugeMetricFamily(
+            "multiflexi_runtemplates_unschedulable",
+            "Active run templates the scheduler cannot queue (see runtemplate:show)",
+        )
+        unschedulable.add_metric([], len(broken))
+        yield unschedulable
+        each = GaugeMetricFamily(
+            "multiflexi_runtemplate_schedule_error",
+            "1 for each run template the scheduler cannot queue",
+            labels=["runtemplate_id", "company", "app"],
+        )
+        for row in broken:
+            each.add_metric([str(row["runtemplate_id"]), row["company"], row["app_code"]], 1)
+        yield each
         outcomes = CounterMetricFamily(
             "multiflexi_actions", "Post-run action outcomes", labels=["action", "outcome"]
         )

@@ -48,6 +48,7 @@ _RECORD = (
     "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
     "deadline_offset", "note", "last_schedule",
     "next_schedule", "successfull_jobs_count", "failed_jobs_count", "created", "saved",
+    "last_schedule_error", "last_schedule_error_at",
 )  # fmt: skip
 
 
@@ -105,6 +106,8 @@ def list_runtemplates(
             "active": rt.active,
             "executor": rt.executor,
             "next_schedule": rt.next_schedule,
+            # Why the scheduler could not queue its due job (multiflexi.scheduling.problems)
+            "schedule_error": rt.last_schedule_error,
         }
         for rt, app, company in session.execute(query)
     ]

@@ -30,6 +30,7 @@ LIST_COLUMNS = (
     "active",
     "executor",
     "next_schedule",
+    "schedule_error",
 )
 CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
 
@@ -255,6 +256,11 @@ def rt_create(**opts: Any) -> None:
     emit(data, ctx.fmt, text=text)
 
 
+def _columns(rt: Any) -> dict[str, Any]:
+    """The template's own columns, as an update's confirmation compares them."""
+    return {attr.key: getattr(rt, attr.key) for attr in rt.__mapper__.column_attrs}
+
+
 @command("run-template:update")
 @id_argument(help="Run template id.")
 @_shared_options
@@ -266,9 +272,13 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
     rt_id = resolve_id(pos_id, opt_id, "run template id")
     settings = _settings(opts)
     config = parse_assignments(opts["config"])
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as s:
         company = _company(s, opts["company_id"], opts["company_ref"])
         app = _app(s, opts["app_id"], opts["app_uuid"])
+        before = _columns(get_runtemplate(s, rt_id))
         changed = update_runtemplate(
             s,
             _vault(),
@@ -279,15 +289,25 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
             app=app,
             company=company,
         )
+        after = _columns(get_runtemplate(s, rt_id))
         missing = [c["name"] for c in describe_config(s, get_runtemplate(s, rt_id)) if c["missing"]]
+        held, free = waiting_counts(s, runtemplate_id=rt_id)
     data = {
         "runtemplate_id": rt_id,
         "updated": bool(changed),
         "changes": changed,
+        "changed": {
+            k: {"from": before.get(k), "to": after.get(k)}
+            for k in changed
+            if not k.startswith("config:")
+        },
+        "waiting_held": held,
         "missing_required": missing,
     }
     if changed:
-        text = f"RunTemplate updated successfully (ID: {rt_id}): {', '.join(changed)}"
+        text = f"RunTemplate {rt_id} updated: {describe(before, after, changed)}"
+        if "active" in changed:
+            text += holds_note("run template", bool(after["active"]), held, free)
     else:
         text = f"RunTemplate {rt_id}: no changes detected"
     _warn_missing(missing)
