@@ -80,6 +80,41 @@ def beat(db: Database, worker_id: str) -> None:
     )
 
 
+class ErrorRecord:
+    """A daemon's failures, recorded in its ``worker`` row: at once when the database
+    answers, else at the next attempt (a step that failed because the database was down
+    is written once it is back; meanwhile the stale heartbeat tells)."""
+
+    def __init__(self, db: Database, worker_id: str) -> None:
+        self.db, self.worker_id = db, worker_id
+        self._pending: tuple[str, datetime] | None = None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        from multiflexi.daemons.loop import one_line
+
+        self._pending = (f"{what}: {one_line(exc)}"[:2000], utcnow())
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the pending failure, if any; never raises."""
+        pending = self._pending
+        if pending is None:
+            return
+        message, when = pending
+        try:
+            self.db.run(
+                lambda s: s.execute(
+                    update(Worker)
+                    .where(Worker.id == self.worker_id)
+                    .values(last_error=message, last_error_at=when)
+                )
+            )
+        except Exception:  # the database is what failed: written at the next attempt
+            return
+        if self._pending == pending:
+            self._pending = None
+
+
 def mark_stopped(db: Database, worker_id: str) -> None:
     """Record a clean stop, so that ``status`` does not wait for the beats to age."""
     now = utcnow()
@@ -113,6 +148,8 @@ def list_workers(session: Session, now: datetime | None = None) -> list[dict[str
             "last_beat": w.heartbeat,
             "stopped": w.stopped,
             "alive": is_alive(w, moment),
+            "last_error": w.last_error,
+            "last_error_at": w.last_error_at,
         }
         for w in rows
     ]

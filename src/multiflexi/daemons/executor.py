@@ -114,6 +114,8 @@ class ExecutorDaemon:
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        #: Failed steps and chores, recorded in our ``worker`` row (``status`` shows it).
+        self.errors = workers.ErrorRecord(db, worker_id)
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -246,10 +248,13 @@ class ExecutorDaemon:
                     successor=successor,
                 )
             )
-        except Exception as exc:  # the lease runs out and recovery retries the job
+        except Exception as exc:
+            # Not only a log line: the job ends failed with the reason now (retried as its
+            # template says), instead of waiting for its lease and being called lost.
             log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
             log.debug("action=job_error", exc_info=True)
-            status = "error"
+            reason = f"internal error: {type(exc).__name__}: {one_line(exc)}"
+            status = str(self.runner.fail_claimed(claim, reason))
         with self._lock:
             self.results[status] += 1
         log.info(
@@ -268,6 +273,7 @@ class ExecutorDaemon:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self.errors.flush()  # a failure the database could not take when it happened
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
@@ -285,6 +291,7 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+            self.errors.failed(name, exc)
 
     def _give_back_unknown(self) -> None:
         """Requeue the jobs claimed under our id that no thread here runs. A claim whose
@@ -345,6 +352,7 @@ class ExecutorDaemon:
             fresh = load_settings(self.env_file)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
+            self.errors.failed("reload (the old settings stay)", exc)
             return
         self.settings = fresh
         self.pool.limit = self.fixed_parallel or fresh.max_parallel
@@ -416,6 +424,7 @@ class ExecutorDaemon:
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
+                    on_error=lambda exc: self.errors.failed("step", exc),
                 )
         finally:
             self.shutdown()

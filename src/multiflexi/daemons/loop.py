@@ -58,8 +58,10 @@ def run_loop(
     idle: Callable[[datetime], float],
     clock: Callable[[], datetime] = utcnow,
     backoff: Backoff | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
-    """Call ``step`` until ``stopping()``; see the module docstring."""
+    """Call ``step`` until ``stopping()``; see the module docstring. ``on_error`` records
+    a failed step where an operator looks (the daemon's ``worker`` row)."""
     delays = backoff or Backoff()
     while not stopping():
         wake.clear()  # before the step: a wake-up during the step is not lost
@@ -69,6 +71,8 @@ def run_loop(
             delay = delays.next()
             log.error("action=step_failed error=%s retry_in=%.1f", one_line(exc), delay)
             log.debug("action=step_failed", exc_info=True)
+            if on_error is not None:
+                on_error(exc)
             wake.wait(delay)
             continue
         delays.reset()

@@ -49,6 +49,8 @@ class SchedulerDaemon:
         self.last: StepResult | None = None
         self._next_beat = utcnow()
         self.zabbix = _zabbix_report(settings)
+        #: Failed steps, recorded in our ``worker`` row (``status`` shows it).
+        self.errors = workers.ErrorRecord(db, worker_id)
 
     def step(self, now: datetime) -> bool:
         """Beat when due, then one scheduler step. Never asks to be called again at once:
@@ -59,8 +61,10 @@ class SchedulerDaemon:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             try:
                 workers.beat(self.db, self.worker_id)
+                self.errors.flush()  # a failure the database could not take back then
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
+                self.errors.failed("beat", exc)
         self.last = self.scheduler.step(now)
         if self.zabbix is not None:
             self.zabbix.tick(self._broken)
@@ -85,6 +89,7 @@ class SchedulerDaemon:
             self.settings = load_settings(self.env_file)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
+            self.errors.failed("reload (the old settings stay)", exc)
             return
         self.scheduler = Scheduler(self.db, self.settings)
         self.zabbix = _zabbix_report(self.settings)
@@ -108,6 +113,7 @@ class SchedulerDaemon:
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
+                    on_error=lambda exc: self.errors.failed("step", exc),
                 )
         finally:
             try:

@@ -27,10 +27,18 @@ def _text(data: dict[str, Any]) -> str:
     }
     daemons = [
         {k: d[k] for k in ("kind", "host", "pid", "last_beat", "alive", "id")}
+        | {"last_error": _last_error(d)}
         for d in data["daemons"]
     ]
     text = render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
     return text + "\n\n" + _problems_text(data["problems"])
+
+
+def _last_error(daemon: dict[str, Any]) -> str:
+    if not daemon.get("last_error"):
+        return ""
+    when = daemon["last_error_at"]
+    return f"{when:%Y-%m-%d %H:%M:%S} {daemon['last_error']}" if when else daemon["last_error"]
 
 
 def _problems_text(problems: dict[str, Any]) -> str:

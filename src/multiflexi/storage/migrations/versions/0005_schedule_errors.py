@@ -1,4 +1,4 @@
-"""runtemplate.last_schedule_error and last_schedule_error_at
+"""runtemplate.last_schedule_error(_at), worker.last_error(_at)
 
 Why the scheduler could not queue a template's due job (a secret that does not open, an
 application disabled or deleted, an unknown executor, a cron expression no longer
@@ -6,6 +6,10 @@ valid), and since when. Written by the scheduler when the reason appears or chan
 cleared in the transaction that next queues a job of the template; read by
 ``runtemplate:list``/``show``, ``status``, the metrics and Zabbix. Both nullable: an
 older version ignores them.
+
+``worker.last_error``/``last_error_at``: a daemon's last failed step or chore (the
+database unreachable, a configuration file it could not re-read), written as soon as it
+can be, shown by ``status`` beside the daemon.
 
 Revision ID: 0005
 Revises: 0004
@@ -33,9 +37,17 @@ def upgrade() -> None:
                 "last_schedule_error_at", multiflexi.storage.types.UTCDateTime(), nullable=True
             )
         )
+    with op.batch_alter_table("worker") as batch:
+        batch.add_column(sa.Column("last_error", sa.Text(), nullable=True))
+        batch.add_column(
+            sa.Column("last_error_at", multiflexi.storage.types.UTCDateTime(), nullable=True)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("worker") as batch:
+        batch.drop_column("last_error_at")
+        batch.drop_column("last_error")
     with op.batch_alter_table("runtemplate") as batch:
         batch.drop_column("last_schedule_error_at")
         batch.drop_column("last_schedule_error")
