@@ -603,6 +603,9 @@ def release_now(db: Database, job_id: int) -> None:
             raise NotFound(f"job {job_id} not found")
         if job.status != JobStatus.SCHEDULED:
             raise Conflict(f"job {job_id} is {job.status}; only a scheduled job can be queued")
+        held = job_hold(session, job_id)
+        if held is not None:
+            raise Conflict(f"job {job_id} is {held}; enable it to run the job")
         now = utcnow()
         session.execute(update(ScheduleEntry).where(ScheduleEntry.job == job_id).values(after=now))
         job.schedule = now

@@ -360,6 +360,21 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     }
 
 
+def left_due(session: Session, moment: datetime) -> tuple[int, int]:
+    """Queued jobs due at ``moment`` still waiting: (held, the others)."""
+    stmt = (
+        select(func.count(), func.count(held_expression()))
+        .select_from(ScheduleEntry)
+        .join(Job, Job.id == ScheduleEntry.job)
+        .join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(ScheduleEntry.after <= moment)
+    )
+    total, held = session.execute(stmt).one()
+    return int(held), int(total) - int(held)
+
+
 def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
     """Queued jobs in the order they would run: not-before, template, app and company,
     and why a held one is held."""

@@ -30,6 +30,8 @@ def test_a_disabled_company_holds_its_jobs_and_says_so(cli: Cli, sqlite_db: Data
         f"job {waiting[0]} is held: company {company} ({_name(cli, company)}) is disabled;"
         " enable it to run the job"
     )
+    detached = cli(f"job:run {waiting[0]} --detach")
+    assert detached.exit_code == 1 and "is held: company" in detached.stderr
     assert statuses(sqlite_db) == {job_id: "scheduled" for job_id in waiting}
 
     assert cli.json("queue:status")["held"] == 2
@@ -37,6 +39,10 @@ def test_a_disabled_company_holds_its_jobs_and_says_so(cli: Cli, sqlite_db: Data
     assert {row["held"] for row in cli.json("queue:list")} == {"company disabled"}
     assert {row["held"] for row in cli.json("job:list")} == {"company disabled"}
     assert "company disabled" in cli.ok("job:list").stdout
+    assert cli.ok("queue:process").stdout.strip() == (
+        "Processed 0 job(s): nothing was due. 2 due job(s) held (company or application"
+        " disabled, template inactive)."
+    )
 
     on = cli.ok(f"company:update {company} --enabled true").stdout.strip()
     assert on.endswith("enabled false -> true; 2 waiting job(s) may run again")

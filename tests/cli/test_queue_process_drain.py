@@ -45,3 +45,4 @@ def test_queue_process_runs_every_due_job_of_one_template_and_counts_them(
     assert _by_status(any_db) == {"success": JOBS}
     assert report["processed"] == JOBS and report["results"] == {"success": JOBS}
     assert sorted(report["jobs"]) == sorted(ids)
+    assert (report["held"], report["left_due"]) == (0, 0)

@@ -1,15 +1,19 @@
 """The scheduler's step: due ticks of run-template schedules become queued jobs.
 
 For every active run template of an enabled company and application with an interval
-(``y m w d h i c``), :meth:`Scheduler.step` finds the latest tick at or before ``now`` (:mod:`.calendar`, in the configured time
-zone, ``delay`` added). The tick fires when it is later than the template's reference
-time: the last tick fired (``last_schedule``), or the moment the template was created or
-last changed, whichever is latest -- a template set to "daily" at 15:00 waits for the next
-midnight instead of running at once for the midnight that passed before it existed.
+(``y m w d h i c``), :meth:`Scheduler.step` finds the latest tick at or before ``now``
+(:mod:`.calendar`, in the configured time zone, ``delay`` added). The tick fires when it
+is later than the template's reference time: the last tick fired (``last_schedule``), or
+the moment the template was created or last changed, whichever is latest -- a template
+set to "daily" at 15:00 waits for the next midnight instead of running at once for the
+midnight that passed before it existed.
 
 * Only the latest tick fires: ticks missed while the scheduler was down run once, not once
   each.
 * A template whose previous scheduled job still waits in the queue gets no new job.
+* A template that cannot become a job gets the reason in ``last_schedule_error``
+  (:mod:`.problems`), written when it is new; the transaction that queues its next job
+  clears it.
 * Each fired tick inserts ``ScheduledTick(runtemplate_id, tick)`` in the transaction that
   creates the job. The template rows of a batch are locked first (``FOR UPDATE`` on
   PostgreSQL and MariaDB, the ``BEGIN IMMEDIATE`` write lock on SQLite), and the unique

@@ -110,10 +110,31 @@ def queue_process(limit: str | None, concurrency: str) -> None:
             daemon.process()
         finally:
             daemon.shutdown()
+    from multiflexi.workers import left_due
+
     results = dict(daemon.results)
-    data = {"processed": len(daemon.claimed), "jobs": daemon.claimed, "results": results}
+    assert daemon.claim_until is not None
+    with ctx.db.read() as session:
+        held, waiting = left_due(session, daemon.claim_until)
+    data = {
+        "processed": len(daemon.claimed),
+        "jobs": daemon.claimed,
+        "results": results,
+        # Due at the start and not run: held (disabled), or waiting for a run of their
+        # template elsewhere (overlap forbid), or left by --limit or a signal.
+        "held": held,
+        "left_due": waiting,
+    }
     summary = ", ".join(f"{n} {s}" for s, n in sorted(results.items())) or "nothing was due"
-    emit(data, ctx.fmt, text=f"Processed {len(daemon.claimed)} job(s): {summary}.")
+    text = f"Processed {len(daemon.claimed)} job(s): {summary}."
+    if held:
+        text += f" {held} due job(s) held (company or application disabled, template inactive)."
+    if waiting:
+        text += (
+            f" {waiting} due job(s) not run (--limit, a signal, or a run of their template"
+            " elsewhere)."
+        )
+    emit(data, ctx.fmt, text=text)
 
 
 def _company_id(value: str) -> int:
