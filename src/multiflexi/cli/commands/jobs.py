@@ -60,6 +60,9 @@ def job_list(
     if ctx.fmt != "json" and not rows:
         emit(rows, ctx.fmt, text="No jobs found.")
         return
+    if ctx.fmt != "json" and not any(row["held"] for row in rows):
+        # The column says why a waiting job is not claimed: shown when one is.
+        rows = [{k: v for k, v in row.items() if k != "held"} for row in rows]
     emit(rows, ctx.fmt, tz=ctx.settings.timezone)
 
 
