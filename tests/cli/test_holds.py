@@ -40,7 +40,7 @@ def test_a_disabled_company_holds_its_jobs_and_says_so(cli: Cli, sqlite_db: Data
     assert {row["held"] for row in cli.json("job:list")} == {"company disabled"}
     assert "company disabled" in cli.ok("job:list").stdout
     assert cli.ok("queue:process").stdout.strip() == (
-        "Processed 0 job(s): nothing was due. 2 due job(s) held (company or application"
+        "Processed 0 jobs: nothing was due. 2 due job(s) held (company or application"
         " disabled, template inactive)."
     )
 

@@ -159,7 +159,7 @@ def test_wrong_input_is_refused_and_leaves_the_database_as_it_was(
         ),
         (
             ["run-template:create", "--app_id", str(world["app"]), "--company", "nope"],
-            "no company with slug 'nope'",
+            "company 'nope' not found",
         ),
         (
             ["run-template:create", "--app_uuid", "nope", "--company", "acme"],

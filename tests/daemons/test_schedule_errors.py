@@ -114,7 +114,9 @@ def test_list_show_status_and_metrics_show_the_broken_template(
 
     [row] = cli.json("runtemplate:list")
     assert row["schedule_error"] == UNDECRYPTABLE
-    assert "schedule_error" in cli.ok("runtemplate:list").stdout
+    assert "schedule_error" in cli.ok("runtemplate:list --wide").stdout
+    table = cli.ok("runtemplate:list").stdout
+    assert table.splitlines()[0].split()[-1] == "problem" and "cannot be decrypted" in table
     shown = cli.json(f"runtemplate:show {rt}")
     assert shown["last_schedule_error"] == UNDECRYPTABLE and shown["last_schedule_error_at"]
 

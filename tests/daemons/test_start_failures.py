@@ -4,6 +4,7 @@ called ``lost`` with a wrong reason (issue 32, item 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def test_a_daemons_failed_step_or_reload_is_in_its_worker_row_and_in_status(
     bad.write_text("MULTIFLEXI_NO_SUCH_SETTING=1\n")
     workers.register(sqlite_db, "exec-errors", "executor")
     executor = ExecutorDaemon(
-        sqlite_db, sqlite_db.settings, worker_id="exec-errors", env_file=str(bad), job_hooks=[]
+        sqlite_db,
+        dataclasses.replace(sqlite_db.settings, env_file=bad),
+        worker_id="exec-errors",
+        job_hooks=[],
     )
     executor.reload()
     with sqlite_db.read() as session:

@@ -11,7 +11,9 @@ every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other exec
 SIGTERM/SIGINT: stop claiming; running jobs get ``MULTIFLEXI_SHUTDOWN_GRACE`` seconds to
 finish, then they are cancelled (TERM, kill grace, KILL to the process group; the job
 ends ``failed``, "terminated: the executor was stopped"). A second signal cancels at once.
-SIGHUP re-reads the configuration (max parallel, poll interval).
+SIGHUP re-reads the environment file it started with (max parallel, poll interval).
+Under systemd it notifies readiness, reloads and stops, and pets the watchdog from the
+main loop (:mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, recovery, workers
 from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
+from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.jobs.context import read_context
@@ -80,8 +83,8 @@ class ExecutorDaemon:
         signals: DaemonSignals | None = None,
         limit: int | None = None,
         maintenance: bool = True,
-        env_file: str | None = None,
         job_hooks: list[Any] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         from multiflexi.jobs.runner import JobRunner
         from multiflexi.jobs.workdir import WorkdirSweeper
@@ -89,7 +92,7 @@ class ExecutorDaemon:
         self.db, self.settings, self.worker_id = db, settings, worker_id
         self.signals = signals or DaemonSignals()
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
-        self.env_file = env_file
+        self.notifier = notifier or Notifier()
         self.sweeper = WorkdirSweeper()
         self.runner = JobRunner(
             db, settings, cancel=self.signals.cancel, job_hooks=job_hooks, sweeper=self.sweeper
@@ -274,6 +277,7 @@ class ExecutorDaemon:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
             self.errors.flush()  # a failure the database could not take when it happened
+            self.notifier.status(self._status_line())
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
@@ -345,22 +349,31 @@ class ExecutorDaemon:
         self._housekeeper.start()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration; a bad file keeps the old settings."""
-        from multiflexi.config import load_settings
+        """SIGHUP: re-read the environment file the daemon started with; a bad file keeps
+        the old settings."""
+        from multiflexi.config import reload_settings
 
+        self.notifier.reloading()
         try:
-            fresh = load_settings(self.env_file)
+            fresh = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
             self.errors.failed("reload (the old settings stay)", exc)
+            self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
             return
         self.settings = fresh
         self.pool.limit = self.fixed_parallel or fresh.max_parallel
         log.info(
-            "action=reload max_parallel=%s poll_interval=%s",
+            "action=reload max_parallel=%s poll_interval=%s timezone=%s",
             self.pool.limit,
             fresh.poll_interval,
+            fresh.timezone,
         )
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows."""
+        return f"{self.pool.running()} of {self.pool.limit} job slots busy"
 
     # -- whole runs ----------------------------------------------------------------------
 
@@ -419,14 +432,17 @@ class ExecutorDaemon:
                 self.process()
             else:
                 self._start_helpers()
+                self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
                     on_error=lambda exc: self.errors.failed("step", exc),
+                    notifier=self.notifier,
                 )
         finally:
+            self.notifier.stopping(f"stopping: {self.pool.running()} jobs running")
             self.shutdown()
             if not self.finish_chores(HOUSEKEEPING_EXIT_WAIT):
                 # Its open transaction ends with the process; deleted batches stay deleted.
@@ -468,7 +484,7 @@ class ExecutorDaemon:
 class _Successor:
     """Claims the next job of a short job's thread in the transaction that commits the
     job's final status: one write transaction per job instead of two (trivial jobs,
-    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; docs/daemons.md).
+    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; benchmarks/experiments.md).
 
     The claiming lock is taken (without waiting: if the loop claims, it is the loop's
     turn) in the transaction and kept until it has ended, so that the give-back of
@@ -521,13 +537,13 @@ def run(argv: Sequence[str] | None = None) -> None:
     run_daemon(
         "multiflexi-executor",
         args,
-        lambda settings, db, signals: ExecutorDaemon(
+        lambda settings, db, signals, notifier: ExecutorDaemon(
             db,
             settings,
             worker_id=args.worker_id or queue.new_worker_id("executor"),
             max_parallel=args.max_parallel,
             signals=signals,
-            env_file=args.env_file,
+            notifier=notifier,
         ),
         prepare=True,
     )

@@ -4,8 +4,9 @@ The work is :class:`multiflexi.scheduling.scheduler.Scheduler` ``.step(now)``; t
 drives it: it sleeps until the earliest next tick of all templates, but rescans at least
 every :data:`RESCAN_SECONDS` to notice new and changed templates. Several schedulers may
 run against one database: each tick still makes one job (see the step's docstring).
-SIGTERM/SIGINT stop it after the current step; SIGHUP re-reads the configuration (time
-zone).
+SIGTERM/SIGINT stop it after the current step; SIGHUP re-reads the environment file it
+started with (time zone). Under systemd it notifies readiness and pets the watchdog
+(:mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, workers
 from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
+from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.scheduling.scheduler import Scheduler, StepResult
 from multiflexi.storage.types import utcnow
@@ -40,11 +42,11 @@ class SchedulerDaemon:
         *,
         worker_id: str,
         signals: DaemonSignals | None = None,
-        env_file: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.db, self.settings, self.worker_id = db, settings, worker_id
         self.signals = signals or DaemonSignals()
-        self.env_file = env_file
+        self.notifier = notifier or Notifier()
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
         self._next_beat = utcnow()
@@ -83,17 +85,26 @@ class SchedulerDaemon:
         return max(0.0, min(waits))
 
     def reload(self) -> None:
-        from multiflexi.config import load_settings
+        """SIGHUP: re-read the environment file the daemon started with; a bad file keeps
+        the old settings."""
+        from multiflexi.config import reload_settings
 
+        self.notifier.reloading()
         try:
-            self.settings = load_settings(self.env_file)
+            self.settings = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
             self.errors.failed("reload (the old settings stay)", exc)
+            self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
             return
         self.scheduler = Scheduler(self.db, self.settings)
         self.zabbix = _zabbix_report(self.settings)
         log.info("action=reload timezone=%s", self.settings.timezone)
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows."""
+        return f"scheduling in time zone {self.settings.timezone}"
 
     def serve(self, once: bool = False) -> int:
         workers.register(self.db, self.worker_id, "scheduler")
@@ -108,14 +119,17 @@ class SchedulerDaemon:
             if once:
                 self.step(utcnow())
             else:
+                self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
                     on_error=lambda exc: self.errors.failed("step", exc),
+                    notifier=self.notifier,
                 )
         finally:
+            self.notifier.stopping("stopping")
             try:
                 workers.mark_stopped(self.db, self.worker_id)
             except Exception as exc:
@@ -140,12 +154,12 @@ def run(argv: Sequence[str] | None = None) -> None:
     run_daemon(
         "multiflexi-scheduler",
         args,
-        lambda settings, db, signals: SchedulerDaemon(
+        lambda settings, db, signals, notifier: SchedulerDaemon(
             db,
             settings,
             worker_id=args.worker_id or queue.new_worker_id("scheduler"),
             signals=signals,
-            env_file=args.env_file,
+            notifier=notifier,
         ),
     )
 

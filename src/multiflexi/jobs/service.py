@@ -288,3 +288,27 @@ def delete_job(db: Database, settings: Settings, job_id: int, *, force: bool = F
 
 def count_jobs(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def job_outcomes(session: Session, job_ids: list[int]) -> list[dict[str, Any]]:
+    """Id, template, status, duration, exit code and reason of the given jobs, in their
+    order: what a foreground run (``queue:process``) reports as each job ends."""
+    if not job_ids:
+        return []
+    rows = session.execute(
+        select(Job.id, RunTemplate.name, Job.status, Job.wall_seconds, Job.exitcode, Job.reason)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(Job.id.in_(job_ids))
+    ).all()
+    found = {
+        r[0]: {
+            "job_id": r[0],
+            "runtemplate": r[1],
+            "status": r[2],
+            "duration": r[3],
+            "exitcode": r[4],
+            "reason": r[5],
+        }
+        for r in rows
+    }
+    return [found[i] for i in job_ids if i in found]

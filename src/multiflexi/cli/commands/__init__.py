@@ -52,7 +52,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "artifact:get": (
         "artifacts",
         (),
-        "Download an artifact byte-exact with --output; without it, show...",
+        "Write an artifact's bytes to --output, or to stdout when it is not...",
     ),
     "artifact:list": ("artifacts", ("artifact:ls",), "List the artifacts of a job."),
     "artifact:save": (
@@ -169,7 +169,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("job2env", "job:env"),
         "Print the job's environment as a .env file.",
     ),
-    "job:list": ("jobs", ("job:ls",), "List jobs, newest first."),
+    "job:list": (
+        "jobs",
+        ("job:ls",),
+        "List jobs, newest first: status, template, company, when (and how...",
+    ),
     "job:logs": (
         "jobs",
         ("job:output",),
@@ -252,7 +256,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("runtemplate:show",),
         "Show a run template: settings, every configuration key of its...",
     ),
-    "run-template:list": ("runtemplates", ("runtemplate:list",), "List run templates."),
+    "run-template:list": (
+        "runtemplates",
+        ("runtemplate:list",),
+        "List run templates with their next and last run (like systemctl...",
+    ),
     "run-template:list-credentials": (
         "credentials",
         (),

@@ -173,6 +173,10 @@ def prune(
         data = {**preview(plan).as_dict(), "space": None, "scope": scope}
         emit(data, ctx.fmt, text=None if ctx.fmt == "json" else _prune_text(data))
         return
+    if not plan.delete and not plan.prune:  # nothing to do: nothing to ask
+        data = {**preview(plan).as_dict(), "dry_run": False, "space": None, "scope": scope}
+        emit(data, ctx.fmt, text="Nothing to prune: no job matches the retention rules.")
+        return
     summary = (
         f"Delete {len(plan.delete)} jobs and prune the artifacts of {len(plan.prune)} jobs, "
         f"freeing {human_bytes(plan.bytes_delete + plan.bytes_prune)}"

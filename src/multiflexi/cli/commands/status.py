@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiflexi.cli.base import cli_context, command
+from multiflexi.cli.base import cli_context, command, repeat, watch_option
 from multiflexi.cli.output import emit, localize, render_record, render_table
 
 
@@ -64,8 +64,13 @@ def _problems_text(problems: dict[str, Any]) -> str:
 
 
 @command("status")
-def status() -> None:
+@watch_option
+def status(watch: float | None) -> None:
     """Version, database, counts, daemons alive (from their heartbeats), time zone, keys."""
+    repeat(watch, _status_once)
+
+
+def _status_once() -> None:
     from multiflexi.workers import system_status
 
     ctx = cli_context()
