@@ -102,12 +102,15 @@ class ErrorRecord:
             return
         message, when = pending
         try:
+            # One attempt: while the database is away the daemon's loop must not wait
+            # for it here (its own backoff paces the retries).
             self.db.run(
                 lambda s: s.execute(
                     update(Worker)
                     .where(Worker.id == self.worker_id)
                     .values(last_error=message, last_error_at=when)
-                )
+                ),
+                attempts=1,
             )
         except Exception:  # the database is what failed: written at the next attempt
             return
