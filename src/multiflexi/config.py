@@ -56,6 +56,7 @@ KNOWN_KEYS = frozenset(
         "MULTIFLEXI_SHUTDOWN_GRACE",
         "MULTIFLEXI_HOUSEKEEPING_INTERVAL",
         "MULTIFLEXI_METRICS_PORT",
+        "MULTIFLEXI_METRICS_ADDRESS",
         "MULTIFLEXI_MASTER_KEY",
         "MULTIFLEXI_DAEMONIZE",
         "MULTIFLEXI_CYCLE_PAUSE",
@@ -121,6 +122,8 @@ class Settings:
     shutdown_grace: float = 30.0
     housekeeping_interval: int = 3600
     metrics_port: int | None = None
+    #: Where the metrics endpoint listens: loopback unless said otherwise.
+    metrics_address: str = "127.0.0.1"
     action_timeout: float = 60.0
     master_key: str | None = field(default=None, repr=False)
     env_file: Path | None = None
@@ -290,6 +293,7 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         shutdown_grace=shutdown,
         housekeeping_interval=_int(values, "MULTIFLEXI_HOUSEKEEPING_INTERVAL", 3600, 0),
         metrics_port=metrics_port,
+        metrics_address=(values.get("MULTIFLEXI_METRICS_ADDRESS") or "127.0.0.1").strip(),
         action_timeout=action_timeout,
         master_key=values.get("ENCRYPTION_MASTER_KEY") or values.get("MULTIFLEXI_MASTER_KEY"),
         env_file=path,

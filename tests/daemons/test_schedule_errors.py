@@ -128,8 +128,8 @@ def test_list_show_status_and_metrics_show_the_broken_template(
 
     metrics = cli.ok("metrics").stdout
     assert "multiflexi_runtemplates_unschedulable 1.0" in metrics
-    assert 'multiflexi_runtemplate_schedule_error{app="' in metrics
-    assert f'runtemplate_id="{rt}"' in metrics
+    [line] = [x for x in metrics.splitlines() if x.startswith("multiflexi_runtemplate_schedule_e")]
+    assert f'runtemplate_id="{rt}"' in line and line.endswith(" 1.0")
 
     # Deactivated, it is no longer a problem of the schedule.
     cli.ok(f"runtemplate:update {rt} --active false")

@@ -53,6 +53,9 @@ class SchedulerDaemon:
         self.zabbix = _zabbix_report(settings)
         #: Failed steps, recorded in our ``worker`` row (``status`` shows it).
         self.errors = workers.ErrorRecord(db, worker_id)
+        from multiflexi.monitoring.counters import DaemonProbe
+
+        self.probe = DaemonProbe("scheduler", worker_id)
 
     def step(self, now: datetime) -> bool:
         """Beat when due, then one scheduler step. Never asks to be called again at once:
@@ -64,6 +67,7 @@ class SchedulerDaemon:
             try:
                 workers.beat(self.db, self.worker_id)
                 self.errors.flush()  # a failure the database could not take back then
+                self.probe.beat()
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
                 self.errors.failed("beat", exc)
@@ -106,6 +110,19 @@ class SchedulerDaemon:
         """What ``systemctl status`` shows."""
         return f"scheduling in time zone {self.settings.timezone}"
 
+    def _serve_metrics(self) -> None:
+        """The cluster's metrics (read from the database at each scrape) and this
+        process's: the scheduler is the one place that exports the cluster's numbers."""
+        port = self.settings.metrics_port
+        if not port:
+            return
+        from multiflexi.monitoring import metrics
+
+        try:
+            metrics.serve(port, self.db, self.settings, daemon=self.probe)
+        except Exception as exc:  # scheduling matters more than its metrics
+            log.error("action=metrics error=%s", one_line(exc))
+
     def serve(self, once: bool = False) -> int:
         workers.register(self.db, self.worker_id, "scheduler")
         log.info(
@@ -119,6 +136,7 @@ class SchedulerDaemon:
             if once:
                 self.step(utcnow())
             else:
+                self._serve_metrics()
                 self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,13 @@ from sqlalchemy.orm import Session
 from multiflexi.env.layers import Env
 from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.jobs import environment
-from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
+from multiflexi.jobs.lifecycle import (
+    ExitMeaning,
+    describe_exit,
+    is_final,
+    is_interruption,
+    origin,
+)
 from multiflexi.queue import enqueue
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import (
@@ -33,6 +40,8 @@ from multiflexi.users import current_user
 if TYPE_CHECKING:
     from multiflexi.config import Settings
     from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.jobs")
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -151,6 +160,18 @@ def create_job(
         return job
 
     job = db.run(initialise)
+    from multiflexi.monitoring import counters
+
+    counters.inc("multiflexi_jobs_created", origin(schedule_type))
+    log.info(
+        "action=create job_id=%s runtemplate_id=%s company_id=%s by=%s attempt=%s retry_of=%s",
+        job.id,
+        runtemplate_id,
+        job.company_id,
+        origin(schedule_type),
+        attempt,
+        retry_of,
+    )
     from multiflexi.jobs import hooks
 
     hooks.emit(hooks.load_hooks(settings), hooks.JobEvent("created", job.id, db, settings))
@@ -216,6 +237,10 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "schedule_type": job.schedule_type,
         "attempt": job.attempt,
         "retry_of": job.retry_of,
+        "retried_by": session.scalar(
+            select(Job.id).where(Job.retry_of == job.id).order_by(Job.id).limit(1)
+        ),
+        "interrupted": is_final(job.status) and is_interruption(job.status, job.reason),
         "created": job.created,
         "scheduled_at": job.scheduled_at,
         "not_before": job.schedule,

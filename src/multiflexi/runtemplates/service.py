@@ -45,7 +45,7 @@ DELETED_REASON = "run template deleted"
 _RECORD = (
     "id", "name", "app_id", "company_id", "active", "interv", "cron", "delay", "executor",
     "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "allow_late", "overlap",
-    "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
+    "on_interrupt", "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
     "deadline_offset", "note", "last_schedule",
     "next_schedule", "successfull_jobs_count", "failed_jobs_count", "created", "saved",
     "last_schedule_error", "last_schedule_error_at",

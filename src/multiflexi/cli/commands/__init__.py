@@ -155,6 +155,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Rename a credential or change its values (a blank secret keeps the...",
     ),
+    "db:backup": (
+        "backup",
+        (),
+        "Copy the SQLite database while daemons run (a new file, mode 0600).",
+    ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
     "housekeeping": (

@@ -144,6 +144,10 @@ def job_list(
     repeat(watch, lambda: _job_list_once(flt, wide))
 
 
+#: How the links between a run and its next attempt read in the text view.
+_LINKS = {"retry_of": "retry of", "retried_by": "retried by"}
+
+
 def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
     from multiflexi.cli.output import reason_text, render_record, render_table, rounded
 
@@ -161,6 +165,10 @@ def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
             value = f"{value} ({meaning})" if value is not None and meaning else value
         elif key in ("duration", "cpu_user", "cpu_system") and isinstance(value, float):
             value = f"{value:.3f} s"
+        elif key in _LINKS:
+            if value is not None:
+                head[_LINKS[key]] = value
+            continue
         head[key] = rounded(value)
     parts = [render_record(head)]
     arts = record["artifacts"]

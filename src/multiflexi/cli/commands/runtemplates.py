@@ -76,6 +76,14 @@ _SHARED = (
         "--retry_min_gap", "--retry-min-gap", "retry_min_gap", help="Seconds between attempts."
     ),
     _option("--overlap", metavar="forbid|allow|skip", help="When a previous job still runs."),
+    _option(
+        "--on_interrupt",
+        "--on-interrupt",
+        "on_interrupt",
+        metavar="requeue|fail",
+        help="A job the platform interrupted (executor stopped or died): run it again "
+        "(default) or leave it failed (for apps that must never run twice).",
+    ),
     _option("--mask_secrets", "--mask-secrets", "mask_secrets", metavar="true|false"),
     _option("--keep_workdir", "--keep-workdir", "keep_workdir", metavar="true|false"),
     _option("--note", help="Free-text note."),
@@ -110,7 +118,16 @@ def _shared_options(fn: Any) -> Any:
 
 
 def _settings(opts: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "interv", "cron", "executor", "retry_backoff", "overlap", "note")
+    keys = (
+        "name",
+        "interv",
+        "cron",
+        "executor",
+        "retry_backoff",
+        "overlap",
+        "on_interrupt",
+        "note",
+    )
     out: dict[str, Any] = {k: opts[k] for k in keys if opts.get(k) is not None}
     for key in _INT_SETTINGS:
         if opts.get(key) is not None:

@@ -26,11 +26,16 @@ def _text(data: dict[str, Any]) -> str:
         "queue": f"{counts['queue']} waiting, {counts['due_now']} due now",
     }
     daemons = [
-        {k: d[k] for k in ("kind", "host", "pid", "last_beat", "alive", "id")}
+        {k: d[k] for k in ("kind", "host", "pid", "state", "last_beat", "id")}
         | {"last_error": _last_error(d)}
         for d in data["daemons"]
     ]
     text = render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
+    if any(d["state"] == "crashed" for d in daemons):
+        text += (
+            "\ncrashed: stopped beating without a clean stop (killed, host down or database"
+            " unreachable); its running jobs turn lost when their leases run out"
+        )
     return text + "\n\n" + _problems_text(data["problems"])
 
 

@@ -160,6 +160,8 @@ class Worker(Base):
     #: The daemon's last failed step or chore, and when (shown by ``status``).
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: running, or draining: stopping, waiting for its running jobs (it still beats).
+    state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
 
 
 class Lock(Base):

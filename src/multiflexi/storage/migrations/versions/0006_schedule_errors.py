@@ -11,8 +11,8 @@ older version ignores them.
 database unreachable, a configuration file it could not re-read), written as soon as it
 can be, shown by ``status`` beside the daemon.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 23:50:00
 """
 
@@ -23,8 +23,8 @@ from alembic import op
 
 import multiflexi.storage.types
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
