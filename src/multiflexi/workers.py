@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from multiflexi import __version__
+from multiflexi.jobs.holds import held_expression
 from multiflexi.queue import HOSTNAME
 from multiflexi.storage.models import (
     App,
@@ -105,6 +106,44 @@ def daemon_state(worker: Worker, now: datetime) -> str:
     return CRASHED
 
 
+class ErrorRecord:
+    """A daemon's failures, recorded in its ``worker`` row: at once when the database
+    answers, else at the next attempt (a step that failed because the database was down
+    is written once it is back; meanwhile the stale heartbeat tells)."""
+
+    def __init__(self, db: Database, worker_id: str) -> None:
+        self.db, self.worker_id = db, worker_id
+        self._pending: tuple[str, datetime] | None = None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        from multiflexi.daemons.loop import one_line
+
+        self._pending = (f"{what}: {one_line(exc)}"[:2000], utcnow())
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the pending failure, if any; never raises."""
+        pending = self._pending
+        if pending is None:
+            return
+        message, when = pending
+        try:
+            # One attempt: while the database is away the daemon's loop must not wait
+            # for it here (its own backoff paces the retries).
+            self.db.run(
+                lambda s: s.execute(
+                    update(Worker)
+                    .where(Worker.id == self.worker_id)
+                    .values(last_error=message, last_error_at=when)
+                ),
+                attempts=1,
+            )
+        except Exception:  # the database is what failed: written at the next attempt
+            return
+        if self._pending == pending:
+            self._pending = None
+
+
 def mark_stopped(db: Database, worker_id: str) -> None:
     """Record a clean stop, so that ``status`` does not wait for the beats to age."""
     now = utcnow()
@@ -140,6 +179,8 @@ def list_workers(session: Session, now: datetime | None = None) -> list[dict[str
             "alive": is_alive(w, moment),
             "state": daemon_state(w, moment),
             "beat_age": round((moment - w.heartbeat).total_seconds(), 1),
+            "last_error": w.last_error,
+            "last_error_at": w.last_error_at,
         }
         for w in rows
     ]
@@ -215,6 +256,7 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
             ),
         }
         daemons = list_workers(session, now)
+        problems = _problems(session)
     key_file = settings.data_dir / "master.key"
     if settings.master_key:
         encryption = {"master_key": "configured (ENCRYPTION_MASTER_KEY)", "key_file": None}
@@ -234,6 +276,24 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         "daemons": daemons,
         "timezone": settings.timezone,
         "encryption": encryption,
+        "problems": problems,
+    }
+
+
+#: Broken templates listed one per line by ``status`` (all are counted).
+SHOWN_PROBLEMS = 10
+
+
+def _problems(session: Session) -> dict[str, Any]:
+    """What does not work and would otherwise only be in a log: templates the scheduler
+    cannot queue (one line each, the first few) and held jobs."""
+    from multiflexi.jobs.holds import waiting_counts
+    from multiflexi.scheduling.problems import broken_count, broken_templates
+
+    return {
+        "unschedulable": broken_count(session),
+        "templates": broken_templates(session, limit=SHOWN_PROBLEMS),
+        "held_jobs": waiting_counts(session)[0],
     }
 
 
@@ -251,6 +311,13 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     queued = select(Job.company_id, func.count()).join(ScheduleEntry, ScheduleEntry.job == Job.id)
     waiting = _per_company(session, queued)
     due = _per_company(session, queued.where(ScheduleEntry.after <= moment))
+    held_by = _per_company(
+        session,
+        queued.join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(held_expression().is_not(None)),
+    )
     running_by = _per_company(
         session, select(Job.company_id, func.count()).where(Job.status == JobStatus.RUNNING)
     )
@@ -299,6 +366,9 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
         "statuses": {s.value: statuses.get(s.value, 0) for s in JobStatus},
         "waiting": sum(waiting.values()),
         "due_now": sum(due.values()),
+        # Waiting jobs of a disabled company or application or an inactive template:
+        # they keep their place and are not claimed (multiflexi.jobs.holds).
+        "held": sum(held_by.values()),
         "oldest_due": None
         if oldest is None
         else {
@@ -313,6 +383,7 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
                 "company": slugs.get(cid),
                 "waiting": waiting.get(cid, 0),
                 "due_now": due.get(cid, 0),
+                "held": held_by.get(cid, 0),
                 "running": running_by.get(cid, 0),
             }
             for cid in sorted(ids)
@@ -320,8 +391,24 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     }
 
 
+def left_due(session: Session, moment: datetime) -> tuple[int, int]:
+    """Queued jobs due at ``moment`` still waiting: (held, the others)."""
+    stmt = (
+        select(func.count(), func.count(held_expression()))
+        .select_from(ScheduleEntry)
+        .join(Job, Job.id == ScheduleEntry.job)
+        .join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(ScheduleEntry.after <= moment)
+    )
+    total, held = session.execute(stmt).one()
+    return int(held), int(total) - int(held)
+
+
 def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """Queued jobs in the order they would run: not-before, template, app and company."""
+    """Queued jobs in the order they would run: not-before, template, app and company,
+    and why a held one is held."""
     stmt = (
         select(
             Job.id,
@@ -333,6 +420,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             App.name.label("app_name"),
             Company.slug,
             Job.attempt,
+            held_expression().label("held"),
         )
         .join(ScheduleEntry, ScheduleEntry.job == Job.id)
         .join(App, App.id == Job.app_id)
@@ -353,6 +441,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             "app": r.app_name,
             "company": r.slug,
             "attempt": r.attempt,
+            "held": r.held,
         }
         for r in session.execute(stmt)
     ]

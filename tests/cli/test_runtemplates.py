@@ -305,6 +305,8 @@ def test_update_changes_settings_schedule_and_values(
         "runtemplate_id": rt_id,
         "updated": False,
         "changes": [],
+        "changed": {},
+        "waiting_held": 0,
         "missing_required": ["API_URL", "API_PASSWORD"],
     }
     assert cli.json("run-template:update", rt_id, "--cron", "0 6 * * 1-5")["changes"] == [

@@ -125,6 +125,8 @@ class ExecutorDaemon:
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        #: Failed steps and chores, recorded in our ``worker`` row (``status`` shows it).
+        self.errors = workers.ErrorRecord(db, worker_id)
         from multiflexi.monitoring.counters import DaemonProbe
 
         self.probe = DaemonProbe("executor", worker_id, self._gauges)
@@ -274,10 +276,13 @@ class ExecutorDaemon:
                     successor=successor,
                 )
             )
-        except Exception as exc:  # the lease runs out and recovery retries the job
+        except Exception as exc:
+            # Not only a log line: the job ends failed with the reason now (retried as its
+            # template says), instead of waiting for its lease and being called lost.
             log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
             log.debug("action=job_error", exc_info=True)
-            status = "error"
+            reason = f"internal error: {type(exc).__name__}: {one_line(exc)}"
+            status = str(self.runner.fail_claimed(claim, reason))
         with self._lock:
             self.results[status] += 1
         log.debug(  # the job's end is logged once, by the runner (action=finish)
@@ -295,6 +300,7 @@ class ExecutorDaemon:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             self._chore("beat", self._beat)
+            self.errors.flush()  # a failure the database could not take when it happened
             self.notifier.status(self._status_line())
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
@@ -316,6 +322,7 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+            self.errors.failed(name, exc)
 
     def _beat(self) -> None:
         workers.beat(self.db, self.worker_id)
@@ -417,6 +424,7 @@ class ExecutorDaemon:
             fresh = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
+            self.errors.failed("reload (the old settings stay)", exc)
             self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
             return
         self.settings = fresh
@@ -441,10 +449,15 @@ class ExecutorDaemon:
         try:
             while not self.signals.stopping:
                 self.signals.wake.clear()
+                ended = self.pool.ended()
                 if self.step(utcnow()):
                     continue
-                if self.pool.running() == 0:
-                    break  # nothing claimable and nothing running that could unblock a job
+                # Done when nothing runs that could unblock a due job -- and no job ended
+                # while this step looked: a job of a ``forbid`` template that ended after
+                # the claim missed its successor has freed that successor, and its thread
+                # left the claiming to this loop.
+                if self.pool.running() == 0 and self.pool.ended() == ended:
+                    break
                 self.signals.wake.wait(self.idle(utcnow()))
         finally:
             self.finish_chores(None)
@@ -491,6 +504,7 @@ class ExecutorDaemon:
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
+                    on_error=lambda exc: self.errors.failed("step", exc),
                     notifier=self.notifier,
                 )
         finally:

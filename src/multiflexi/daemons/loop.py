@@ -62,10 +62,12 @@ def run_loop(
     clock: Callable[[], datetime] = utcnow,
     backoff: Backoff | None = None,
     notifier: Notifier | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Call ``step`` until ``stopping()``; see the module docstring. Each turn pets the
     ``notifier``'s watchdog, and no wait is longer than it allows: a step that hangs
-    stops the pets, and systemd restarts the daemon."""
+    stops the pets, and systemd restarts the daemon. ``on_error`` records a failed step
+    where an operator looks (the daemon's ``worker`` row)."""
     delays = backoff or Backoff()
     pet = notifier.pet if notifier is not None else None
     longest = (notifier.pet_every if notifier is not None else None) or None
@@ -79,6 +81,8 @@ def run_loop(
             delay = delays.next()
             log.error("action=step_failed error=%s retry_in=%.1f", one_line(exc), delay)
             log.debug("action=step_failed", exc_info=True)
+            if on_error is not None:
+                on_error(exc)
             _wait(wake, delay, longest, pet)
             continue
         delays.reset()

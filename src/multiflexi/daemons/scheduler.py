@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, workers
 from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
@@ -25,6 +25,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.monitoring.zabbix import ScheduleErrorReport
     from multiflexi.storage.database import Database
 
 log = logging.getLogger("multiflexi.scheduler")
@@ -49,6 +50,9 @@ class SchedulerDaemon:
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
         self._next_beat = utcnow()
+        self.zabbix = _zabbix_report(settings)
+        #: Failed steps, recorded in our ``worker`` row (``status`` shows it).
+        self.errors = workers.ErrorRecord(db, worker_id)
         from multiflexi.monitoring.counters import DaemonProbe
 
         self.probe = DaemonProbe("scheduler", worker_id)
@@ -62,11 +66,21 @@ class SchedulerDaemon:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             try:
                 workers.beat(self.db, self.worker_id)
+                self.errors.flush()  # a failure the database could not take back then
                 self.probe.beat()
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
+                self.errors.failed("beat", exc)
         self.last = self.scheduler.step(now)
+        if self.zabbix is not None:
+            self.zabbix.tick(self._broken)
         return False
+
+    def _broken(self) -> list[dict[str, Any]]:
+        from multiflexi.scheduling.problems import broken_templates
+
+        with self.db.read() as session:
+            return broken_templates(session)
 
     def idle(self, now: datetime) -> float:
         waits = [RESCAN_SECONDS, (self._next_beat - now).total_seconds()]
@@ -84,9 +98,11 @@ class SchedulerDaemon:
             self.settings = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
+            self.errors.failed("reload (the old settings stay)", exc)
             self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
             return
         self.scheduler = Scheduler(self.db, self.settings)
+        self.zabbix = _zabbix_report(self.settings)
         log.info("action=reload timezone=%s", self.settings.timezone)
         self.notifier.ready(self._status_line())
 
@@ -127,6 +143,7 @@ class SchedulerDaemon:
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
+                    on_error=lambda exc: self.errors.failed("step", exc),
                     notifier=self.notifier,
                 )
         finally:
@@ -137,6 +154,14 @@ class SchedulerDaemon:
                 log.error("action=mark_stopped error=%s", one_line(exc))
             log.info("action=stop worker=%s", self.worker_id)
         return 0
+
+
+def _zabbix_report(settings: Settings) -> ScheduleErrorReport | None:
+    """Templates that cannot be scheduled, reported to Zabbix when it is configured."""
+    from multiflexi.monitoring.zabbix import ScheduleErrorReport, zabbix_target
+
+    target = zabbix_target(settings)
+    return ScheduleErrorReport(target) if target is not None else None
 
 
 def run(argv: Sequence[str] | None = None) -> None:

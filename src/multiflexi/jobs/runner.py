@@ -27,6 +27,7 @@ from multiflexi.errors import Invalid
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
+from multiflexi.jobs.holds import job_hold
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
@@ -458,6 +459,23 @@ class JobRunner:
             self._after_finish(claim.job_id, JobStatus.FAILED, claim.worker)
         return JobStatus.FAILED if won else JobStatus.LOST
 
+    def fail_claimed(self, claim: Claim, reason: str) -> JobStatus:
+        """End a job of ours that could not be run as ``failed`` with ``reason`` (and a
+        ``stderr.txt`` saying so), now rather than when its lease runs out; LOST if it is
+        not ours any more (or the write fails: recovery then calls it lost). A job that
+        reached its final status before the fault keeps it, and that is returned."""
+        try:
+            status = self._fail_before_start(claim, PreflightFailure(lifecycle.EXIT_CONFIG, reason))
+            if status == JobStatus.LOST:
+                with self.db.read() as session:
+                    job = session.get(Job, claim.job_id)
+                    if job is not None and job.worker == claim.worker:
+                        return JobStatus(job.status)
+            return status
+        except Exception as exc:
+            log.error("action=fail_claimed job_id=%s error=%s", claim.job_id, exc)
+            return JobStatus.LOST
+
     def _after_finish(
         self, job_id: int, status: JobStatus, worker: str, has_actions: bool | None = None
     ) -> None:
@@ -502,6 +520,8 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         job = session.get(Job, job_id)
         rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
         if job is None or rt is None or not rt.active:
+            return None
+        if job_hold(session, job.id) is not None:  # company or application disabled
             return None
         interrupted = lifecycle.is_interruption(job.status, job.reason)
         delay = lifecycle.next_attempt(

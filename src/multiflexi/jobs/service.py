@@ -111,6 +111,10 @@ def create_job(
         company = session.get(Company, rt.company_id)
         if app is None or company is None:
             raise NotFound(f"run template {rt.id} refers to a deleted application or company")
+        if not company.enabled:
+            raise Conflict(
+                f"company {company.id} ({company.name}) is disabled; enable it to run its jobs"
+            )
         if not app.enabled:
             raise Conflict(f"application {app.id} ({app.name}) is disabled")
         from multiflexi.executors.registry import get_executor

@@ -71,6 +71,8 @@ class ClusterCollector(Collector):
     def _from_database(self) -> Iterator[Metric]:
         from sqlalchemy import func, select
 
+        from multiflexi.jobs.holds import waiting_counts
+        from multiflexi.scheduling.problems import broken_templates
         from multiflexi.storage.models import Company, Job, JobStatus, ScheduleEntry
         from multiflexi.storage.types import utcnow
         from multiflexi.workers import list_workers
@@ -94,6 +96,8 @@ class ClusterCollector(Collector):
             )
             templates = _last_runs(s)
             daemons = list_workers(s, now)
+            broken = broken_templates(s)
+            held = waiting_counts(s)[0]
 
         by_status: dict[str, int] = {}
         company_jobs = GaugeMetricFamily(
@@ -120,8 +124,34 @@ class ClusterCollector(Collector):
         due_now = GaugeMetricFamily("multiflexi_queue_due", "Queued jobs whose time has come")
         due_now.add_metric([], int(due))
         yield due_now
+        yield from _problem_metrics(broken, held)
         yield from _template_metrics(templates)
         yield from _daemon_metrics(daemons)
+
+
+def _problem_metrics(broken: list[dict[str, Any]], held: int) -> Iterator[Metric]:
+    """Held jobs and the run templates the scheduler cannot queue (scheduling.problems)."""
+    on_hold = GaugeMetricFamily(
+        "multiflexi_queue_held",
+        "Waiting jobs not claimed: their company or application is disabled or their"
+        " run template inactive",
+    )
+    on_hold.add_metric([], int(held))
+    yield on_hold
+    unschedulable = GaugeMetricFamily(
+        "multiflexi_runtemplates_unschedulable",
+        "Active run templates the scheduler cannot queue (see runtemplate:show)",
+    )
+    unschedulable.add_metric([], len(broken))
+    yield unschedulable
+    each = GaugeMetricFamily(
+        "multiflexi_runtemplate_schedule_error",
+        "1 for each run template the scheduler cannot queue",
+        labels=_RT_LABELS,
+    )
+    for row in broken:
+        each.add_metric([str(row["runtemplate_id"]), row["runtemplate"], row["company"]], 1)
+    yield each
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ _RECORD = (
     "on_interrupt", "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
     "deadline_offset", "note", "last_schedule",
     "next_schedule", "successfull_jobs_count", "failed_jobs_count", "created", "saved",
+    "last_schedule_error", "last_schedule_error_at",
 )  # fmt: skip
 
 
@@ -129,6 +130,8 @@ def list_runtemplates(
                 "last_job_id": job.id if job else None,
                 "last_status": job.status if job else None,
                 "last_run": (job.begin if job else None),
+                # Why the scheduler could not queue its due job (scheduling.problems)
+                "schedule_error": rt.last_schedule_error,
             }
         )
     return out

@@ -202,6 +202,8 @@ class _Planner:
         try:
             if app is None or company is None or not app.enabled:
                 raise MultiFlexiError("application disabled or deleted")
+            if not company.enabled:
+                raise MultiFlexiError("company disabled")
             if not _known_executor(executor):
                 raise MultiFlexiError(f"unknown executor {executor!r}")
             defaults, secrets = self._app_layer(app)

@@ -130,17 +130,26 @@ def company_update(
     values = _fields(
         name=name, slug=slug, ic=ic, email=email, zabbix_host=zabbix_host, enabled=enabled
     )
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as s:
+        before = company_record(get_company(s, company_id), ctx.settings.timezone)
         changed = update_company(s, company_id, values)
         record = company_record(get_company(s, company_id), ctx.settings.timezone)
+        held, free = waiting_counts(s, company_id=company_id)
     data = {
         "company_id": company_id,
         "updated": bool(changed),
         "changes": changed,
+        "changed": {k: {"from": before.get(k), "to": record.get(k)} for k in changed},
+        "waiting_held": held,
         "company": record,
     }
     if changed:
-        text = f"Company updated: ID={company_id} ({', '.join(changed)})"
+        text = f"Company {company_id} updated: {describe(before, record, changed)}"
+        if "enabled" in changed:
+            text += holds_note("company", bool(record["enabled"]), held, free)
     else:
         data["message"] = "No changes detected"
         text = f"Company {company_id}: no changes detected"

@@ -50,7 +50,10 @@ def _list_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
                 "when": when_text(when, now),
                 "duration": human_duration(row["duration"]),
                 "exit": row["exitcode"],
-                "reason": reason_text(row["reason"], row["exitcode"]) if failed else "",
+                "reason": reason_text(row["reason"], row["exitcode"])
+                if failed
+                # why a waiting job is not claimed (multiflexi.jobs.holds)
+                else (f"held: {row['held']}" if row.get("held") else ""),
             }
         )
     columns = ("id", "status", "template", "company", "when", "duration", "exit", "reason")

@@ -8,7 +8,7 @@ the retention policy's work.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from multiflexi.cli.base import (
 )
 from multiflexi.cli.output import emit, render_record, render_table
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
 
 def _overview_text(data: dict[str, Any]) -> str:
     statuses = ", ".join(f"{k} {v}" for k, v in data["statuses"].items())
@@ -31,6 +34,11 @@ def _overview_text(data: dict[str, Any]) -> str:
         "waiting": data["waiting"],
         "due now": data["due_now"],
     }
+    if data.get("held"):
+        head["held"] = (
+            f"{data['held']} waiting job(s) of a disabled company or application or an"
+            " inactive run template (see queue:list)"
+        )
     oldest = data["oldest_due"]
     if oldest is not None:
         head["oldest due"] = (
@@ -133,15 +141,18 @@ def queue_process(limit: str | None, concurrency: str, progress: bool | None) ->
             daemon.shutdown()
             if reporter is not None:
                 reporter.stop()
-    _summary(daemon.claimed, dict(daemon.results))
+    assert daemon.claim_until is not None
+    _summary(daemon.claimed, dict(daemon.results), daemon.claim_until)
 
 
-def _summary(claimed: list[int], results: dict[str, int]) -> None:
+def _summary(claimed: list[int], results: dict[str, int], started: datetime) -> None:
     from multiflexi.jobs.service import job_outcomes
+    from multiflexi.workers import left_due
 
     ctx = cli_context()
     with ctx.db.read() as session:
         outcomes = job_outcomes(session, claimed)
+        held, waiting = left_due(session, started)
     unsuccessful = [o["job_id"] for o in outcomes if o["status"] != "success"]
     data = {
         "processed": len(claimed),
@@ -149,12 +160,23 @@ def _summary(claimed: list[int], results: dict[str, int]) -> None:
         "results": results,
         "unsuccessful": unsuccessful,
         "outcomes": outcomes,
+        # Due at the start and not run: held (disabled), or waiting for a run of their
+        # template elsewhere (overlap forbid), or left by --limit or a signal.
+        "held": held,
+        "left_due": waiting,
     }
     if not claimed:
-        emit(data, ctx.fmt, text="Processed 0 jobs: nothing was due.")
-        return
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(results.items()))
-    text = f"Processed {len(claimed)} job(s) ({_ids(claimed)}): {counts}."
+        text = "Processed 0 jobs: nothing was due."
+    else:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(results.items()))
+        text = f"Processed {len(claimed)} job(s) ({_ids(claimed)}): {counts}."
+    if held:
+        text += f" {held} due job(s) held (company or application disabled, template inactive)."
+    if waiting:
+        text += (
+            f" {waiting} due job(s) not run (--limit, a signal, or a run of their template"
+            " elsewhere)."
+        )
     if unsuccessful:
         text += f"\nNot successful: {_ids(unsuccessful)} (see multiflexi-cli job:show ID)."
     emit(data, ctx.fmt, text=text)

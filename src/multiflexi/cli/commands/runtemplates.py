@@ -33,6 +33,7 @@ WIDE_COLUMNS = (
     "last_job_id",
     "last_status",
     "last_run",
+    "schedule_error",
 )
 CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
 
@@ -221,8 +222,12 @@ def _timer_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
                 "next": when_text(row["next_run"], now) or "-",
                 "last": when_text(row["last_run"], now) or "never",
                 "last status": last,
+                # why the scheduler cannot queue it (multiflexi.scheduling.problems)
+                "problem": shorten(row["schedule_error"] or "", 60),
             }
         )
+    if not any(row["problem"] for row in out):  # the column only when there is one
+        out = [{k: v for k, v in row.items() if k != "problem"} for row in out]
     return out
 
 
@@ -308,6 +313,11 @@ def rt_create(**opts: Any) -> None:
     emit(data, ctx.fmt, text=text)
 
 
+def _columns(rt: Any) -> dict[str, Any]:
+    """The template's own columns, as an update's confirmation compares them."""
+    return {attr.key: getattr(rt, attr.key) for attr in rt.__mapper__.column_attrs}
+
+
 @command("run-template:update")
 @id_argument(help="Run template id.")
 @_shared_options
@@ -319,9 +329,13 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
     rt_id = resolve_id(pos_id, opt_id, "run template id")
     settings = _settings(opts)
     config = parse_assignments(opts["config"])
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as s:
         company = _company(s, opts["company_id"], opts["company_ref"])
         app = _app(s, opts["app_id"], opts["app_uuid"])
+        before = _columns(get_runtemplate(s, rt_id))
         changed = update_runtemplate(
             s,
             _vault(),
@@ -332,15 +346,25 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
             app=app,
             company=company,
         )
+        after = _columns(get_runtemplate(s, rt_id))
         missing = [c["name"] for c in describe_config(s, get_runtemplate(s, rt_id)) if c["missing"]]
+        held, free = waiting_counts(s, runtemplate_id=rt_id)
     data = {
         "runtemplate_id": rt_id,
         "updated": bool(changed),
         "changes": changed,
+        "changed": {
+            k: {"from": before.get(k), "to": after.get(k)}
+            for k in changed
+            if not k.startswith("config:")
+        },
+        "waiting_held": held,
         "missing_required": missing,
     }
     if changed:
-        text = f"RunTemplate updated successfully (ID: {rt_id}): {', '.join(changed)}"
+        text = f"RunTemplate {rt_id} updated: {describe(before, after, changed)}"
+        if "active" in changed:
+            text += holds_note("run template", bool(after["active"]), held, free)
     else:
         text = f"RunTemplate {rt_id}: no changes detected"
     _warn_missing(missing)

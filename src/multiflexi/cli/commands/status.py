@@ -27,6 +27,7 @@ def _text(data: dict[str, Any]) -> str:
     }
     daemons = [
         {k: d[k] for k in ("kind", "host", "pid", "state", "last_beat", "id")}
+        | {"last_error": _last_error(d)}
         for d in data["daemons"]
     ]
     text = render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
@@ -35,7 +36,36 @@ def _text(data: dict[str, Any]) -> str:
             "\ncrashed: stopped beating without a clean stop (killed, host down or database"
             " unreachable); its running jobs turn lost when their leases run out"
         )
-    return text
+    return text + "\n\n" + _problems_text(data["problems"])
+
+
+def _last_error(daemon: dict[str, Any]) -> str:
+    if not daemon.get("last_error"):
+        return ""
+    when = daemon["last_error_at"]
+    return f"{when:%Y-%m-%d %H:%M:%S} {daemon['last_error']}" if when else daemon["last_error"]
+
+
+def _problems_text(problems: dict[str, Any]) -> str:
+    """One line per broken run template (the first few), then the held jobs."""
+    lines = []
+    count = problems["unschedulable"]
+    if count:
+        lines.append(f"{count} run template(s) cannot be scheduled:")
+        for p in problems["templates"]:
+            since = f"{p['since']:%Y-%m-%d %H:%M %Z}".strip() if p["since"] else "?"
+            lines.append(
+                f"  run template {p['runtemplate_id']} ({p['company']}, {p['app']}) since"
+                f" {since}: {p['error']}"
+            )
+        if count > len(problems["templates"]):
+            lines.append(f"  ... and {count - len(problems['templates'])} more (runtemplate:list)")
+    if problems["held_jobs"]:
+        lines.append(
+            f"{problems['held_jobs']} waiting job(s) held: company or application disabled, or"
+            " run template inactive (queue:list)"
+        )
+    return "Problems:\n" + ("\n".join(lines) if lines else "none")
 
 
 @command("status")

@@ -157,6 +157,9 @@ class Worker(Base):
     started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The daemon's last failed step or chore, and when (shown by ``status``).
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: running, or draining: stopping, waiting for its running jobs (it still beats).
     state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
 

@@ -54,6 +54,10 @@ class RunTemplate(Base):
     keep_last: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column("DatCreate", UTCDateTime, default=utcnow)
     saved: Mapped[datetime | None] = mapped_column("DatSave", UTCDateTime, nullable=True)
+    #: Why the scheduler could not queue the template's due job, and since when; None
+    #: once a job of it is queued again (multiflexi.scheduling.problems).
+    last_schedule_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_schedule_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Configuration(Base):
