@@ -160,6 +160,36 @@ def resolve(
     return Limits(**effective, mechanism=mechanism, label=label)
 
 
+def describe(name: str, value: int | float | None) -> str:
+    """A limit for people: ``256 MiB``, ``60 s``, ``0.5 cores``, ``50``, ``no limit``."""
+    if not value:
+        return "no limit"
+    if name in ("memory_limit", "output_limit"):
+        return format_size(int(value))
+    if name == "cpu_time_limit":
+        return f"{int(value)} s"
+    if name == "cpus":
+        return f"{value:g} cores"
+    return str(int(value))
+
+
+def explain(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Each limit with its effective value and where it comes from (the last layer that
+    sets it: ``global``, ``application``, ``runtemplate``; ``none`` when none does)."""
+    layers = list(layers)
+    rows = []
+    for name in NAMES:
+        value: int | float | None = None
+        source = "none"
+        for where, layer in layers:
+            if layer.get(name) is not None:
+                value, source = parse_limit(name, layer[name]), where
+        rows.append(
+            {"name": name, "value": value or None, "shown": describe(name, value), "source": source}
+        )
+    return rows
+
+
 def defaults_from_settings(values: Mapping[str, str]) -> dict[str, int | float]:
     """The global defaults from configuration values (``MULTIFLEXI_DEFAULT_*``)."""
     out: dict[str, int | float] = {}
