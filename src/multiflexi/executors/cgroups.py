@@ -77,9 +77,10 @@ def own_paths(proc_cgroup: str) -> dict[str, str]:
     return out
 
 
-def layout(root: Path = ROOT) -> str | None:
-    """``cgroup-v2`` when ``root`` is a cgroup2 mount, ``cgroup-v1`` when it holds a v1
-    memory hierarchy, else None."""
+def layout(root: Path | None = None) -> str | None:
+    """``cgroup-v2`` when ``root`` (default :data:`ROOT`) is a cgroup2 mount,
+    ``cgroup-v1`` when it holds a v1 memory hierarchy, else None."""
+    root = ROOT if root is None else root
     if (root / "cgroup.controllers").exists():
         return "cgroup-v2"
     if (root / "memory" / "memory.limit_in_bytes").exists():
@@ -189,8 +190,11 @@ def _mkdir(path: Path) -> None:
         path.mkdir()
 
 
-def create(limits: Limits, root: Path = ROOT, proc_cgroup: str | None = None) -> JobCgroup | None:
+def create(
+    limits: Limits, root: Path | None = None, proc_cgroup: str | None = None
+) -> JobCgroup | None:
     """A cgroup for ``limits`` (None when this host has no usable cgroups)."""
+    root = ROOT if root is None else root
     kind = layout(root)
     if kind is None:
         return None

@@ -392,8 +392,9 @@ class Guard:
         """The result with the tree's usage, the mechanism and the verdict; removes the
         cgroup."""
         lim = self.limits
-        changes: dict[str, Any] = {"limits_mechanism": self.mechanism}
-        breach = self.breach
+        mechanism = None if self.setup_error else self.mechanism  # nothing ran
+        changes: dict[str, Any] = {"limits_mechanism": mechanism}
+        breach = self.setup_error or self.breach
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is not None:
             try:

@@ -197,7 +197,7 @@ class JobRunner:
 
             limits = job_limits(
                 self.settings.default_limits,
-                app,
+                facts.limits,
                 rt,
                 mechanism=self.settings.limits_mechanism,
                 job_id=job.id,

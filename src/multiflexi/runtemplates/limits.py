@@ -14,27 +14,28 @@ if TYPE_CHECKING:
 
 
 def app_limits(app: App) -> Mapping[str, Any]:
-    """The ``limits`` object of the application's definition (kept with its extra keys)."""
+    """The ``limits`` object of the application's definition (kept with its extra keys);
+    empty when it has none or it is not valid (import refuses those)."""
     keys = (app.extra or {}).get("keys") or {}
-    return app_defaults(keys.get("limits"))
+    try:
+        return app_defaults(keys.get("limits"))
+    except LimitError:
+        return {}
 
 
 def layers(
-    defaults: Mapping[str, Any], app: App | None, rt: RunTemplate | None
+    defaults: Mapping[str, Any], app: Mapping[str, Any], rt: Any
 ) -> list[tuple[str, Mapping[str, Any]]]:
-    """The three layers, least specific first."""
+    """The three layers, least specific first: global defaults, the application's
+    (:func:`app_limits`), the run template's own columns (``rt`` may be None)."""
     own = {name: getattr(rt, name) for name in NAMES} if rt is not None else {}
-    return [
-        ("global", defaults),
-        ("application", app_limits(app) if app is not None else {}),
-        ("runtemplate", own),
-    ]
+    return [("global", defaults), ("application", app), ("runtemplate", own)]
 
 
 def job_limits(
     defaults: Mapping[str, Any],
-    app: App | None,
-    rt: RunTemplate | None,
+    app: Mapping[str, Any],
+    rt: Any,
     *,
     mechanism: str,
     job_id: int,
@@ -51,11 +52,9 @@ def job_limits(
     return limits if limits.any() else None
 
 
-def describe_limits(
-    defaults: Mapping[str, Any], app: App | None, rt: RunTemplate | None
-) -> list[dict[str, Any]]:
+def describe_limits(defaults: Mapping[str, Any], app: App, rt: RunTemplate) -> list[dict[str, Any]]:
     """Each limit with its effective value and its source, for ``runtemplate:show``."""
     try:
-        return explain(layers(defaults, app, rt))
+        return explain(layers(defaults, app_limits(app), rt))
     except LimitError as exc:
         raise Invalid(f"resource limits: {exc}") from None
