@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from multiflexi.config import ConfigError, settings_from_values
+from multiflexi.config import settings_from_values
+from multiflexi.errors import ConfigError
 from multiflexi.executors.limits import (
     LimitError,
     Limits,
