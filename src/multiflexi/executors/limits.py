@@ -236,6 +236,25 @@ def output_reason(limit: int) -> str:
 # -- enforcement ---------------------------------------------------------------------------
 
 
+def user_tasks(uid: int | None = None) -> int:
+    """Tasks (threads) the user runs now, as RLIMIT_NPROC counts them."""
+    uid = os.getuid() if uid is None else uid
+    if uid == 0:
+        return 0  # the kernel does not apply RLIMIT_NPROC to root
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                total += int(stat.read().rsplit(b")", 1)[1].split()[17])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 class LimitedSink:
     """Passes output on until ``limit`` bytes (stdout and stderr together) have gone
     through; the rest is dropped and ``tripped`` is set, so the executor kills the job."""
@@ -318,7 +337,9 @@ class Guard:
             if lim.memory_limit is not None:
                 pairs.append((resource.RLIMIT_AS, lim.memory_limit))
             if lim.max_processes is not None:
-                pairs.append((resource.RLIMIT_NPROC, lim.max_processes))
+                # Counted per user, threads included: what the user runs already is added,
+                # so that the job gets about its own share (the executor counts, too).
+                pairs.append((resource.RLIMIT_NPROC, lim.max_processes + user_tasks()))
         return pairs
 
     def preexec(self) -> Callable[[], None] | None:
