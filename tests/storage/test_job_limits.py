@@ -252,3 +252,22 @@ def test_insisting_on_a_cgroup_where_there_is_none_fails_the_job_before_it_runs(
     assert job.reason == "no cgroup for the job's limits: none usable on this host"
     assert job.limits_mechanism is None
     assert not marker.exists()
+
+
+def test_result_files_count_against_the_output_limit(sqlite_db: Database, tmp_path: Path) -> None:
+    writer = make_script(
+        tmp_path,
+        "import os\n"
+        "print('writing')\n"
+        "for name in ('a.bin', 'b.bin', 'c.bin'):\n"
+        "    open(os.path.join(os.environ['MULTIFLEXI_TMP'], name), 'wb').write(b'z' * (1 << 20))\n",
+    )
+    _, _, rt = make_setup(sqlite_db, cmdparams=str(writer), output_limit=5 * MiB // 2)
+    job = run(sqlite_db, rt)
+
+    assert job.status == JobStatus.FAILED
+    assert job.reason == "output limit 2.5 MiB reached: result files not kept: c.bin"
+    with sqlite_db.read() as s:
+        names = set(s.scalars(select(Artifact.filename).where(Artifact.job_id == job.id)))
+    assert {"stdout.txt", "a.bin", "b.bin"} <= names and "c.bin" not in names
+    assert output(sqlite_db, job.id) == b"writing\n"

@@ -18,6 +18,7 @@ import resource
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -236,6 +237,26 @@ def output_reason(limit: int) -> str:
 # -- enforcement ---------------------------------------------------------------------------
 
 
+def drop_files_over(workdir: Path, budget: int) -> list[str]:
+    """Remove the job's files that do not fit in ``budget`` bytes (in path order, as
+    they would be stored); returns their names relative to ``workdir``."""
+    dropped = []
+    for root, dirs, files in os.walk(workdir, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            try:
+                size = path.lstat().st_size
+                if size <= budget:
+                    budget -= size
+                    continue
+                path.unlink()
+            except OSError:
+                continue
+            dropped.append(path.relative_to(workdir).as_posix())
+    return dropped
+
+
 def user_tasks(uid: int | None = None) -> int:
     """Tasks (threads) the user runs now, as RLIMIT_NPROC counts them."""
     uid = os.getuid() if uid is None else uid
@@ -295,12 +316,16 @@ class Guard:
         self.mechanism = "rlimit"
         self.breach: str | None = None
         self.setup_error: str | None = None
+        #: The job's own directory: its result files count against the output limit.
+        self.workdir: Path | None = None
+        self.limited_sink: LimitedSink | None = None
 
     @classmethod
-    def start(cls, limits: Limits) -> Guard:
+    def start(cls, limits: Limits, workdir: Path | None = None) -> Guard:
         from multiflexi.executors import cgroups
 
         guard = cls(limits)
+        guard.workdir = workdir
         if limits.mechanism != "rlimit":
             try:
                 guard.cgroup = cgroups.create(limits)
@@ -321,7 +346,8 @@ class Guard:
     def sink(self, sink: OutputSink) -> OutputSink:
         if self.limits.output_limit is None:
             return sink
-        return LimitedSink(sink, self.limits.output_limit, self.trip)
+        self.limited_sink = LimitedSink(sink, self.limits.output_limit, self.trip)
+        return self.limited_sink
 
     def rlimits(self) -> list[tuple[int, int]]:
         """(resource, value) pairs set in the child. Process count and memory stay with
@@ -422,8 +448,8 @@ class Guard:
                 usage = cgroup.usage()
             finally:
                 cgroup.remove()
-            if usage.peak_bytes:
-                changes["max_rss_kb"] = max(result.max_rss_kb, usage.peak_bytes // 1024)
+            if usage.peak_bytes:  # the whole tree's, as the kernel charged it
+                changes["max_rss_kb"] = usage.peak_bytes // 1024
             if usage.cpu_user + usage.cpu_system > result.cpu_user + result.cpu_system:
                 changes["cpu_user"], changes["cpu_system"] = usage.cpu_user, usage.cpu_system
             if breach is None and usage.oom_kills and lim.memory_limit is not None:
@@ -444,6 +470,13 @@ class Guard:
             changes["limit_note"] = (
                 f"under an address-space limit of {format_size(lim.memory_limit)} (rlimit)"
             )
+        if lim.output_limit is not None and self.workdir is not None:
+            left = self.limited_sink.left if self.limited_sink is not None else lim.output_limit
+            dropped = drop_files_over(self.workdir, left)
+            if dropped and breach is None:
+                shown = ", ".join(dropped[:3]) + (" ..." if len(dropped) > 3 else "")
+                size = format_size(lim.output_limit)
+                breach = f"output limit {size} reached: result files not kept: {shown}"
         if breach is not None and not (result.timed_out or result.cancelled):
             changes["limit_breach"] = breach
         return replace(result, **changes)

@@ -278,7 +278,7 @@ def _guard(spec: LaunchSpec) -> Guard | None:
         return None
     from multiflexi.executors.limits import Guard
 
-    return Guard.start(spec.limits)
+    return Guard.start(spec.limits, spec.cwd)
 
 
 def _limited(guard: Guard | None, result: ExecutionResult) -> ExecutionResult:
