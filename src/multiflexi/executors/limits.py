@@ -237,6 +237,27 @@ def output_reason(limit: int) -> str:
 # -- enforcement ---------------------------------------------------------------------------
 
 
+def limits_here(mechanism: str = "auto") -> tuple[str, str]:
+    """The mechanism a job with limits would get on this host now, and why not a cgroup
+    when it would not (a probe cgroup is made and removed)."""
+    from multiflexi.executors import cgroups
+
+    if mechanism == "rlimit":
+        return "rlimit", f"{MECHANISM_KEY}=rlimit"
+    try:
+        group = cgroups.create(Limits(memory_limit=1 << 30, label=f"probe-{os.getpid()}"))
+    except OSError as exc:
+        why = f"cgroups not writable: {exc.strerror or exc}"
+    else:
+        if group is not None:
+            group.remove()
+            return group.mechanism, ""
+        why = "no cgroup hierarchy mounted"
+    if mechanism == "cgroup":
+        return "none", f"{why}; jobs with limits fail ({MECHANISM_KEY}=cgroup)"
+    return "rlimit", why
+
+
 def drop_files_over(workdir: Path, budget: int) -> list[str]:
     """Remove the job's files that do not fit in ``budget`` bytes (in path order, as
     they would be stored); returns their names relative to ``workdir``."""
