@@ -56,6 +56,7 @@ KNOWN_KEYS = frozenset(
         "MULTIFLEXI_SHUTDOWN_GRACE",
         "MULTIFLEXI_HOUSEKEEPING_INTERVAL",
         "MULTIFLEXI_METRICS_PORT",
+        "MULTIFLEXI_METRICS_ADDRESS",
         "MULTIFLEXI_MASTER_KEY",
         "MULTIFLEXI_DAEMONIZE",
         "MULTIFLEXI_CYCLE_PAUSE",
@@ -128,6 +129,8 @@ class Settings:
     shutdown_grace: float = 30.0
     housekeeping_interval: int = 3600
     metrics_port: int | None = None
+    #: Where the metrics endpoint listens: loopback unless said otherwise.
+    metrics_address: str = "127.0.0.1"
     action_timeout: float = 60.0
     master_key: str | None = field(default=None, repr=False)
     #: Global default resource limits of jobs (``MULTIFLEXI_DEFAULT_*``), by limit name.
@@ -185,12 +188,22 @@ class Settings:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file; a missing or unreadable file is a :class:`ConfigError`."""
+    """Parse a ``.env`` file; a missing or unreadable file, or a line that is not
+    ``KEY=VALUE`` (python-dotenv would skip it with a warning), is a :class:`ConfigError`."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     if not path.is_file():
         raise ConfigError(f"environment file not found: {path}")
     try:
+        with path.open(encoding="utf-8") as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    text = binding.original.string.strip()
+                    shown = text if len(text) <= 60 else text[:57] + "..."
+                    raise ConfigError(
+                        f"{path}, line {binding.original.line}: not KEY=VALUE: {shown!r}"
+                    )
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read environment file {path}: {exc}") from None
@@ -200,7 +213,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 def find_env_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            why = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"cannot read environment file {str(path)[:80]!r}: {why}") from None
+        if not found:
             raise ConfigError(f"environment file not found: {path}")
         return path
     for candidate in DEFAULT_ENV_FILES:
@@ -293,6 +311,7 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         shutdown_grace=shutdown,
         housekeeping_interval=_int(values, "MULTIFLEXI_HOUSEKEEPING_INTERVAL", 3600, 0),
         metrics_port=metrics_port,
+        metrics_address=(values.get("MULTIFLEXI_METRICS_ADDRESS") or "127.0.0.1").strip(),
         action_timeout=action_timeout,
         master_key=values.get("ENCRYPTION_MASTER_KEY") or values.get("MULTIFLEXI_MASTER_KEY"),
         default_limits=default_limits,

@@ -381,7 +381,7 @@ def _read_after(conn: Executes, then: Callable[[Executes, int], Any] | None, job
     try:
         return then(conn, job_id)
     except DBAPIError:  # not retried here: a retry would claim another job
-        log.debug("action=preread job_id=%s failed", job_id, exc_info=True)
+        log.debug("action=preread_failed job_id=%s", job_id, exc_info=True)
         return None
 
 

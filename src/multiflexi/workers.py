@@ -3,7 +3,9 @@
 
 Each daemon registers a row, renews its ``heartbeat`` every :data:`BEAT_SECONDS` and marks
 itself ``stopped`` on a clean exit. A daemon is alive while its last beat is younger than
-three intervals; one killed with SIGKILL simply stops beating.
+three intervals; one killed with SIGKILL simply stops beating, and with no clean stop on
+record it reads ``crashed``. A stopping executor that waits for its running jobs keeps
+beating in state ``draining``.
 
 A lock (table ``mf_lock``) has a holder and an expiry. Acquiring it inserts the row, or
 takes over an expired one with a conditional UPDATE; the database decides who wins, so it
@@ -43,6 +45,11 @@ BEAT_SECONDS = 5.0
 ALIVE_FACTOR = 3
 #: Rows of daemons gone for longer than this are removed when another daemon starts.
 FORGET_AFTER = timedelta(days=7)
+#: States of a daemon in table ``worker`` (column ``state``) ...
+RUNNING, DRAINING = "running", "draining"
+#: ... and as ``status`` reports them when it is not alive: a clean stop was recorded, or
+#: the beats stopped without one (killed, host down, lost its database).
+STOPPED, CRASHED = "stopped", "crashed"
 
 
 # -- daemons --------------------------------------------------------------------------
@@ -64,6 +71,7 @@ def register(db: Database, worker_id: str, kind: str) -> None:
                 started=now,
                 heartbeat=now,
                 stopped=None,
+                state=RUNNING,
             )
         )
 
@@ -77,6 +85,24 @@ def beat(db: Database, worker_id: str) -> None:
             update(Worker).where(Worker.id == worker_id).values(heartbeat=utcnow(), stopped=None)
         )
     )
+
+
+def mark_draining(db: Database, worker_id: str) -> None:
+    """A stopping daemon waits for its running jobs (it keeps beating meanwhile)."""
+    db.run(
+        lambda s: s.execute(
+            update(Worker).where(Worker.id == worker_id).values(heartbeat=utcnow(), state=DRAINING)
+        )
+    )
+
+
+def daemon_state(worker: Worker, now: datetime) -> str:
+    """running or draining while alive; else stopped (cleanly) or crashed."""
+    if worker.stopped is not None:
+        return STOPPED
+    if is_alive(worker, now):
+        return worker.state or RUNNING
+    return CRASHED
 
 
 def mark_stopped(db: Database, worker_id: str) -> None:
@@ -112,6 +138,8 @@ def list_workers(session: Session, now: datetime | None = None) -> list[dict[str
             "last_beat": w.heartbeat,
             "stopped": w.stopped,
             "alive": is_alive(w, moment),
+            "state": daemon_state(w, moment),
+            "beat_age": round((moment - w.heartbeat).total_seconds(), 1),
         }
         for w in rows
     ]

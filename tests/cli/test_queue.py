@@ -106,7 +106,7 @@ def test_queue_process_runs_the_due_jobs_in_the_foreground(cli: Cli, sqlite_db: 
     first = cli.json("queue:process", "--limit", "1")
     assert first["processed"] == 1 and first["results"] == {"success": 1}
     rest = cli.ok("queue:process", "--concurrency", "2").stdout
-    assert rest.startswith("Processed 2 job(s): 2 success.")
+    assert rest.startswith("Processed 2 job(s) (") and rest.endswith("): 2 success.\n")
     with sqlite_db.read() as session:
         assert session.get_one(Job, ids["later"]).status == "scheduled"
     assert cli.json("queue:status")["due_now"] == 0

@@ -93,7 +93,7 @@ def test_a_broken_file_on_reload_keeps_the_old_settings_and_says_so(
         systemd.receive_until("READY")
         write_env(env_file, {"MULTIFLEXI_TIMEZONE": "Mars/Olympus"})
         sched.signal(signal.SIGHUP)
-        sched.wait_for_log("action=reload error=unknown MULTIFLEXI_TIMEZONE 'Mars/Olympus'")
+        sched.wait_for_log("action=reload error=\"unknown MULTIFLEXI_TIMEZONE 'Mars/Olympus'\"")
         status = systemd.receive_until("READY")["STATUS"]
         assert status.startswith("reload failed, old settings kept: unknown MULTIFLEXI_TIMEZONE")
         write_env(env_file, {"MULTIFLEXI_TIMEZONE": "Europe/Prague"})

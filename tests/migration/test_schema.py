@@ -54,9 +54,37 @@ def test_the_limits_migration_adds_nullable_columns_and_takes_them_back(any_db: 
 
     assert all(columns("runtemplate")[name] for name in limits)
     assert columns("job")["limits_mechanism"]
-    command.downgrade(alembic_config(any_db.engine), "0004")
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [ours] = [r for r in script.walk_revisions() if r.path.endswith("_resource_limits.py")]
+    assert isinstance(ours.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
     assert limits.isdisjoint(columns("runtemplate"))
     assert "limits_mechanism" not in columns("job")
     any_db.migrate()
     assert any_db.current_revision() == HEAD
     assert limits <= set(columns("runtemplate"))
+
+
+def test_the_operations_migration_adds_on_interrupt_and_daemon_state_and_takes_them_back(
+    any_db: Database,
+) -> None:
+    """Server defaults: rows written by an older version (which knows neither column)
+    read ``requeue`` and ``running``; the downgrade removes both."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def columns(table: str) -> set[str]:
+        with any_db.engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [ours] = [r for r in script.walk_revisions() if r.path.endswith("_operations.py")]
+    assert isinstance(ours.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
+    assert "on_interrupt" not in columns("runtemplate") and "state" not in columns("worker")
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD
+    assert "on_interrupt" in columns("runtemplate") and "state" in columns("worker")

@@ -39,7 +39,7 @@ def compile_patterns(rows: Sequence[AppArtifact]) -> list[Pattern]:
         try:
             out.append(Pattern(re.compile(row.path), row.description or row.name or GENERIC_NOTE))
         except re.error:
-            log.warning("action=bad_artifact_pattern app_id=%s pattern=%r", row.app_id, row.path)
+            log.warning("action=bad_artifact_pattern app_id=%s pattern=%s", row.app_id, row.path)
     return out
 
 

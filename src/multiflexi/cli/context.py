@@ -31,6 +31,15 @@ def load_command(module: str, name: str) -> click.Command:
     return _REGISTERED[name][0]
 
 
+def normalize_token(token: str) -> str:
+    """Option names compare with ``_`` read as ``-``: ``--company_id`` is ``--company-id``.
+
+    Click applies it to the names an option declares and to the ones typed, so every
+    option of every command works in both spellings without declaring both.
+    """
+    return token.replace("_", "-")
+
+
 class _AllCommands(Mapping[str, Registered]):
     """name -> (command, aliases) of every command. Reading it imports every command module;
     the CLI itself imports only the module of the command it runs."""
@@ -93,6 +102,19 @@ class CliContext:
 
             self._db = Database(self.settings)
         return self._db
+
+    def require_database(self) -> None:
+        """A command that only reads refuses a SQLite file that is not there, instead of
+        creating an empty database and answering from it ("No jobs found.")."""
+        settings = self.settings
+        if settings.db_connection == "sqlite" and not settings.sqlite_path.exists():
+            from multiflexi.errors import NotFound
+
+            where = "DB_DATABASE" if settings.db_database else "the data directory"
+            raise NotFound(
+                f"database {settings.sqlite_path} does not exist (from {where});"
+                " check -e/DB_DATABASE, or create it with `multiflexi-cli db:migrate`"
+            )
 
     def close(self) -> None:
         if self._db is not None:

@@ -6,11 +6,14 @@ due jobs of ``skip`` templates whose previous run is still going. Idle, it sleep
 the earliest not-before time, a NOTIFY (PostgreSQL), a finished job or a signal -- at most
 ``MULTIFLEXI_POLL_INTERVAL`` on SQLite and MariaDB. Every half lease it marks jobs of dead
 workers ``lost`` and queues their retries; every few seconds it beats in table ``worker``;
-every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did.
+every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did;
+at start and every hour it cleans its own job root of leftovers.
 
 SIGTERM/SIGINT: stop claiming; running jobs get ``MULTIFLEXI_SHUTDOWN_GRACE`` seconds to
-finish, then they are cancelled (TERM, kill grace, KILL to the process group; the job
-ends ``failed``, "terminated: the executor was stopped"). A second signal cancels at once.
+finish (the daemon beats meanwhile, state ``draining``), then they are cancelled (TERM,
+kill grace, KILL to the process group; the job ends ``failed``, "terminated: the executor
+was stopped", and runs again unless its template says ``on_interrupt=fail``). A second
+signal cancels at once.
 SIGHUP re-reads the environment file it started with (max parallel, poll interval).
 Under systemd it notifies readiness, reloads and stops, and pets the watchdog from the
 main loop (:mod:`.notify`).
@@ -34,6 +37,8 @@ from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
 from multiflexi.jobs.context import read_context
+from multiflexi.jobs.lifecycle import origin
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
@@ -50,6 +55,8 @@ LISTEN_IDLE = 1.0
 #: Paces housekeeping to once per interval in the cluster. Not the lock the housekeeping
 #: run takes for itself ("housekeeping"), which only keeps two runs apart.
 HOUSEKEEPING_LOCK = "housekeeping-interval"
+#: How often an executor cleans its own job root of crash leftovers (also at start).
+LOCAL_SWEEP_SECONDS = 3600.0
 #: How long a stopping daemon lets a housekeeping round go on (its batches are short).
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
@@ -112,11 +119,15 @@ class ExecutorDaemon:
         self.listener: QueueListener | None = None
         start = self.started_at = utcnow()
         self._next_beat = self._next_recovery = self._next_housekeeping = start
+        self._next_local_sweep = start
         #: Jobs claimed here (those no longer running are dropped at each beat): any
         #: other job running under our id since ``started_at`` is a claim whose commit we
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        from multiflexi.monitoring.counters import DaemonProbe
+
+        self.probe = DaemonProbe("executor", worker_id, self._gauges)
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -160,7 +171,7 @@ class ExecutorDaemon:
             # Due jobs that could not be claimed wait for a running job of their
             # template: those of ``skip`` templates are cancelled instead.
             for job_id in queue.skip_overlapping(self.db, now):
-                log.info("action=skip job_id=%s reason=previous run still running", job_id)
+                log.info("action=skip job_id=%s reason=%s", job_id, "previous run still running")
         # While claims succeed, the next step claims straight away; after a miss, it polls.
         self._draining = claimed
         if not claimed:
@@ -183,7 +194,21 @@ class ExecutorDaemon:
 
     def _count_claim(self, claim: Claim) -> None:
         """A committed claim of ours; the caller holds ``_claiming``."""
-        log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+        counters.inc("multiflexi_jobs_claimed")
+        ctx = claim.preread
+        job, rt, company = (ctx.job, ctx.rt, ctx.company) if ctx is not None else (None,) * 3
+        log.info(
+            "action=claim job_id=%s runtemplate_id=%s runtemplate=%s company=%s by=%s attempt=%s"
+            " host=%s worker=%s",
+            claim.job_id,
+            getattr(rt, "id", None),
+            getattr(rt, "name", None),
+            getattr(company, "slug", None),
+            origin(job.schedule_type) if job is not None else None,
+            getattr(job, "attempt", None),
+            queue.HOSTNAME,
+            self.worker_id,
+        )
         with self._lock:
             self._mine.add(claim.job_id)
         self.claims += 1
@@ -255,10 +280,9 @@ class ExecutorDaemon:
             status = "error"
         with self._lock:
             self.results[status] += 1
-        log.info(
-            "action=finish job_id=%s status=%s seconds=%.3f",
+        log.debug(  # the job's end is logged once, by the runner (action=finish)
+            "action=job_thread_done job_id=%s seconds=%.3f",
             claim.job_id,
-            status,
             time.monotonic() - started,
         )
 
@@ -270,12 +294,15 @@ class ExecutorDaemon:
     def _maintain(self, now: datetime) -> None:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
-            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self._chore("beat", self._beat)
             self.notifier.status(self._status_line())
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
             self._chore("requeue_lost", lambda: self._recover(now))
+        if now >= self._next_local_sweep:
+            self._next_local_sweep = now + timedelta(seconds=LOCAL_SWEEP_SECONDS)
+            self._chore("clean_job_root", lambda: self._clean_job_root(now))
         interval = self.settings.housekeeping_interval
         if interval <= 0:
             self._next_housekeeping = now + timedelta(days=1)
@@ -289,6 +316,23 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+
+    def _beat(self) -> None:
+        workers.beat(self.db, self.worker_id)
+        self.probe.beat()
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        """This executor's own state, for its metrics."""
+        return {
+            "multiflexi_executor_jobs_running": (
+                "Jobs running in this executor",
+                self.pool.running(),
+            ),
+            "multiflexi_executor_max_parallel": (
+                "Jobs this executor runs at once",
+                self.pool.limit,
+            ),
+        }
 
     def _give_back_unknown(self) -> None:
         """Requeue the jobs claimed under our id that no thread here runs. A claim whose
@@ -308,7 +352,26 @@ class ExecutorDaemon:
                 self._mine.intersection_update(found)
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
-                log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
+                log.warning(
+                    "action=give_back job_id=%s reason=%s", job_id, "claim never acknowledged"
+                )
+
+    def _clean_job_root(self, now: datetime) -> None:
+        """Crash leftovers in this host's job root: every executor cleans its own, as the
+        cluster-wide housekeeping runs on one host only."""
+        from multiflexi.housekeeping.orphans import clean_local_dirs
+
+        report = clean_local_dirs(self.db, self.settings, now=now)
+        removed = report.counts["job_dirs_removed"] + report.counts["handoff_dirs_removed"]
+        if removed or report.errors:
+            log.info(
+                "action=clean_job_root root=%s removed=%s errors=%s",
+                self.settings.job_root,
+                removed,
+                len(report.errors),
+            )
+        for error in report.errors:
+            log.warning("action=clean_job_root error=%s", one_line(Exception(error)))
 
     def _recover(self, now: datetime) -> None:
         recovery.requeue_lost(
@@ -321,18 +384,21 @@ class ExecutorDaemon:
         try:
             module = importlib.import_module("multiflexi.housekeeping.service")
         except ImportError:
-            log.debug("action=housekeeping skipped=module not installed")
+            log.debug("action=housekeeping skipped=%s", "module not installed")
             return
         # The lock is kept until it expires: housekeeping runs once per interval in the
         # whole cluster, whichever executor gets there first.
         if not workers.acquire_lock(self.db, HOUSEKEEPING_LOCK, self.worker_id, interval, now):
-            log.debug("action=housekeeping skipped=another executor ran it")
+            log.debug("action=housekeeping skipped=%s", "another executor ran it")
             return
 
         def run() -> None:
             report = module.run_housekeeping(self.db, self.settings)
             skipped = report.get("skipped") if isinstance(report, dict) else None
-            log.info("action=housekeeping phase=end%s", f" skipped={skipped}" if skipped else "")
+            if skipped:
+                log.info("action=housekeeping phase=end skipped=%s", skipped)
+            else:
+                log.info("action=housekeeping phase=end")
 
         def work() -> None:
             log.info("action=housekeeping phase=start")
@@ -432,11 +498,17 @@ class ExecutorDaemon:
             self.shutdown()
             if not self.finish_chores(HOUSEKEEPING_EXIT_WAIT):
                 # Its open transaction ends with the process; deleted batches stay deleted.
-                log.warning("action=housekeeping phase=abandoned reason=still running at exit")
+                log.warning(
+                    "action=housekeeping phase=abandoned reason=%s", "still running at exit"
+                )
             if self.listener is not None:
                 self.listener.stop.set()
             self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))
-            log.info("action=stop worker=%s jobs=%s", self.worker_id, dict(self.results))
+            log.info(
+                "action=stop worker=%s jobs=%s",
+                self.worker_id,
+                ",".join(f"{k}:{n}" for k, n in sorted(self.results.items())) or "none",
+            )
         return 0
 
     def _start_helpers(self) -> None:
@@ -445,32 +517,48 @@ class ExecutorDaemon:
             self.listener.start()
         port = self.settings.metrics_port
         if port:
-            try:
-                metrics = importlib.import_module("multiflexi.monitoring.metrics")
-            except ImportError:
-                log.debug("action=metrics skipped=module not installed")
-                return
-            self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
+            from multiflexi.monitoring import metrics
+
+            # This process's counters and state only: the cluster's numbers come from the
+            # scheduler, else every executor would count them once more.
+            self._chore(
+                "metrics", lambda: metrics.serve(port, None, self.settings, daemon=self.probe)
+            )
 
     def shutdown(self) -> None:
-        """Let running jobs finish within the grace, then cancel them."""
+        """Let running jobs finish within the grace, then cancel them. The daemon keeps
+        beating meanwhile, in state ``draining``: ``status`` must not call it dead."""
         running = self.pool.running()
         if not running:
             return
         grace = self.settings.shutdown_grace
         if self.signals.stopping:
             log.info("action=drain running=%s grace=%s", running, grace)
-        if not self.pool.join(grace, interrupt=self.signals.cancel):
-            log.warning("action=cancel_jobs running=%s", self.pool.running())
-            self.signals.cancel.set()
-            # Cancelled jobs get TERM, kill grace, KILL, then record their end.
-            self.pool.join(self.settings.kill_grace + 30)
+        done = threading.Event()
+        beater = threading.Thread(
+            target=self._beat_while_draining, args=(done,), name="drain-beat", daemon=True
+        )
+        beater.start()
+        try:
+            if not self.pool.join(grace, interrupt=self.signals.cancel):
+                log.warning("action=cancel_jobs running=%s", self.pool.running())
+                self.signals.cancel.set()
+                # Cancelled jobs get TERM, kill grace, KILL, then record their end.
+                self.pool.join(self.settings.kill_grace + 30)
+        finally:
+            done.set()
+            beater.join()
+
+    def _beat_while_draining(self, done: threading.Event) -> None:
+        self._chore("beat", lambda: workers.mark_draining(self.db, self.worker_id))
+        while not done.wait(workers.BEAT_SECONDS):
+            self._chore("beat", self._beat)
 
 
 class _Successor:
     """Claims the next job of a short job's thread in the transaction that commits the
     job's final status: one write transaction per job instead of two (trivial jobs,
-    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; docs/daemons.md).
+    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; benchmarks/experiments.md).
 
     The claiming lock is taken (without waiting: if the loop claims, it is the loop's
     turn) in the transaction and kept until it has ended, so that the give-back of

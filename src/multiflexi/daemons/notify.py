@@ -77,7 +77,7 @@ class Notifier:
             env.pop(name, None)
         address = socket_address(raw) if raw else None
         if raw and address is None:
-            log.warning("action=notify skipped=unsupported NOTIFY_SOCKET %s", raw)
+            log.warning("action=notify skipped=unsupported_socket notify_socket=%s", raw)
         return cls(address, watchdog if address else None)
 
     @property

@@ -48,7 +48,7 @@ class JobPool:
       for. Only when there is none does it free the slot (and call ``on_done``). For
       short jobs the hand-over between threads cost more than the overlap gave: a
       quarter of the executor's CPU per job (six times the context switches), measured
-      side by side in docs/daemons.md.
+      side by side in benchmarks/experiments.md.
 
     Threads are kept and reused: starting one per job cost a third of a short job's
     bookkeeping.

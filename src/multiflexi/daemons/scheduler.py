@@ -49,6 +49,9 @@ class SchedulerDaemon:
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
         self._next_beat = utcnow()
+        from multiflexi.monitoring.counters import DaemonProbe
+
+        self.probe = DaemonProbe("scheduler", worker_id)
 
     def step(self, now: datetime) -> bool:
         """Beat when due, then one scheduler step. Never asks to be called again at once:
@@ -59,6 +62,7 @@ class SchedulerDaemon:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
             try:
                 workers.beat(self.db, self.worker_id)
+                self.probe.beat()
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
         self.last = self.scheduler.step(now)
@@ -90,6 +94,19 @@ class SchedulerDaemon:
         """What ``systemctl status`` shows."""
         return f"scheduling in time zone {self.settings.timezone}"
 
+    def _serve_metrics(self) -> None:
+        """The cluster's metrics (read from the database at each scrape) and this
+        process's: the scheduler is the one place that exports the cluster's numbers."""
+        port = self.settings.metrics_port
+        if not port:
+            return
+        from multiflexi.monitoring import metrics
+
+        try:
+            metrics.serve(port, self.db, self.settings, daemon=self.probe)
+        except Exception as exc:  # scheduling matters more than its metrics
+            log.error("action=metrics error=%s", one_line(exc))
+
     def serve(self, once: bool = False) -> int:
         workers.register(self.db, self.worker_id, "scheduler")
         log.info(
@@ -103,6 +120,7 @@ class SchedulerDaemon:
             if once:
                 self.step(utcnow())
             else:
+                self._serve_metrics()
                 self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,

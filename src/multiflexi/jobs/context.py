@@ -45,7 +45,7 @@ _PARTS = (
         "job",
         _JOB,
         ("id", "status", "worker", "app_id", "company_id", "runtemplate_id", "overrides",
-         "attempt", "executor", "env", "argv", "command", "workdir"),
+         "attempt", "schedule_type", "executor", "env", "argv", "command", "workdir"),
     ),
     ("app", _APP, ("id", "name", "uuid", "code", "executable", "cmdparams", "DatUpdate")),
     ("company", _COMPANY, ("id", "name", "slug")),

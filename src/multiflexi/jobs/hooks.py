@@ -69,19 +69,19 @@ def load_hooks(settings: Settings) -> list[Any]:
         try:
             factories.append(_import(path))
         except Exception as exc:
-            log.warning("action=load_hook hook=%s error=%r", path, exc)
+            log.warning("action=load_hook hook=%s error=%s", path, exc)
     factories.extend(f for f in _registered if f not in factories)
     for ep in entry_points(group="multiflexi.hooks"):
         try:
             factories.append(ep.load())
         except Exception as exc:
-            log.warning("action=load_hook hook=%s error=%r", ep.name, exc)
+            log.warning("action=load_hook hook=%s error=%s", ep.name, exc)
     hooks = []
     for factory in factories:
         try:
             hook = factory(settings)
         except Exception as exc:
-            log.warning("action=init_hook hook=%r error=%r", factory, exc)
+            log.warning("action=init_hook hook=%s error=%s", factory, exc)
             continue
         if hook is not None:
             hooks.append(hook)
@@ -98,7 +98,7 @@ def emit(hooks: list[Any], event: JobEvent) -> None:
             fn(event)
         except Exception as exc:
             log.warning(
-                "action=hook hook=%s phase=%s job_id=%s error=%r",
+                "action=hook hook=%s phase=%s job_id=%s error=%s",
                 type(hook).__name__,
                 event.phase,
                 event.job_id,

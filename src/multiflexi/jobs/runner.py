@@ -30,6 +30,7 @@ from multiflexi.jobs.context import AppFactsCache, load_context
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import Artifact, ConfField, Job, JobStatus, RunTemplate, table_of
@@ -264,6 +265,7 @@ class JobRunner:
         executor = get_executor(prepared.executor)
 
         def on_start(pid: int) -> None:
+            log.info("action=job_start job_id=%s pid=%s", prepared.job_id, pid)
             if lease is not None:
                 lease.pid = pid  # the lease keeper records it if the job runs a while
             if started is not None:
@@ -300,6 +302,7 @@ class JobRunner:
         recorder.seal()
         together = not lost and not files_to_preserve(prepared.workdir, prepared.result_file)
         if not together:
+            recorder.after_loss = lost
             recorder.close()
             preserve_files(
                 self.db,
@@ -418,11 +421,22 @@ class JobRunner:
         finally:
             if successor is not None:
                 successor.settle(committed)
+        if won:
+            counters.inc("multiflexi_jobs_finished", str(status))
+            if outcome.wall_seconds is not None:
+                counters.observe_duration(outcome.wall_seconds)
+            log.info(
+                "action=finish job_id=%s status=%s exit_code=%s signal=%s duration=%s reason=%s",
+                claim.job_id,
+                str(status),
+                outcome.exitcode,
+                outcome.signal,
+                None if outcome.wall_seconds is None else round(outcome.wall_seconds, 3),
+                reason,
+            )
         return won
 
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
-        log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
-
         def outputs(session: Session) -> int | None:
             job = session.get(Job, claim.job_id)
             if job is None:
@@ -492,7 +506,9 @@ class _AnyEvent(threading.Event):
 
 
 def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
-    """Queue the next attempt of a failed or lost job, as its template's policy says."""
+    """Queue the next attempt of a failed or lost job, as its template's policy says (see
+    :func:`lifecycle.next_attempt`: a job the platform interrupted runs again unless the
+    template says ``on_interrupt=fail``)."""
     from multiflexi.jobs.service import create_job
 
     with db.read() as session:
@@ -500,8 +516,12 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
         if job is None or rt is None or not rt.active:
             return None
-        delay = lifecycle.retry_delay(
+        interrupted = lifecycle.is_interruption(job.status, job.reason)
+        delay = lifecycle.next_attempt(
             attempt=job.attempt,
+            interrupted=interrupted,
+            before=_interruptions_before(session, job),
+            on_interrupt=rt.on_interrupt,
             max_attempts=rt.max_attempts,
             backoff=rt.retry_backoff,
             min_gap=rt.retry_min_gap,
@@ -520,8 +540,39 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         attempt=job.attempt + 1,
         retry_of=job.id,
     )
-    log.info("action=retry_scheduled job_id=%s retry_job_id=%s", job_id, retry.id)
+    counters.inc("multiflexi_job_retries", "true" if interrupted else "false")
+    log.info(
+        "action=retry job_id=%s retry_job_id=%s attempt=%s interrupted=%s not_before=%s",
+        job_id,
+        retry.id,
+        job.attempt + 1,
+        interrupted,
+        (utcnow() + delay).isoformat(),
+    )
     return retry.id
+
+
+#: How far back a chain of attempts is followed (the policy allows at most this many).
+_CHAIN_LIMIT = 100
+
+
+def _interruptions_before(session: Session, job: Job) -> lifecycle.Interruptions:
+    """The interrupted runs that precede ``job`` in its chain of attempts."""
+    total = in_a_row = steps = 0
+    row = True
+    previous = job.retry_of
+    while previous is not None and steps < _CHAIN_LIMIT:
+        earlier = session.get(Job, previous)
+        if earlier is None:
+            break
+        steps += 1
+        if lifecycle.is_interruption(earlier.status, earlier.reason):
+            total += 1
+            in_a_row += 1 if row else 0
+        else:
+            row = False
+        previous = earlier.retry_of
+    return lifecycle.Interruptions(total, in_a_row)
 
 
 def _check_required(fields: Sequence[ConfField], values: dict[str, str]) -> None:
@@ -601,7 +652,7 @@ def _reason(
     if result.limit_breach:
         return result.limit_breach
     if result.cancelled:
-        return "terminated: the executor was stopped"
+        return lifecycle.STOPPED_REASON
     if result.timed_out:
         return result.error or "timeout"
     if result.error:

@@ -94,7 +94,7 @@ def _failed(message: str, *, outage: bool = True) -> SendResult:
         first = outage and not _down
         _down = _down or outage
     if first:  # once per outage: a dead Zabbix must not flood the log
-        log.warning("action=zabbix_down error=%s (further failures counted, not logged)", message)
+        log.warning("action=zabbix_down error=%s further_failures=counted_not_logged", message)
     return SendResult(False, message)
 
 

@@ -57,11 +57,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SETTINGS = frozenset(
     ("name", "interv", "cron", "delay", "executor", "active", "timeout", "max_attempts",
      "retry_backoff", "retry_min_gap", "overlap", "mask_secrets", "keep_workdir", "note",
-     "keep_success_days", "keep_failed_days", "keep_last", "memory_limit", "cpu_time_limit",
-     "cpus", "max_processes", "max_open_files", "output_limit")
+     "keep_success_days", "keep_failed_days", "keep_last", "on_interrupt", "memory_limit",
+     "cpu_time_limit", "cpus", "max_processes", "max_open_files", "output_limit")
 )  # fmt: skip
 RETRY_BACKOFFS = ("none", "fixed", "linear", "exponential")
 OVERLAPS = ("forbid", "allow", "skip")
+#: What becomes of a job the platform interrupted (see jobs.lifecycle.interruption_retry).
+ON_INTERRUPT = ("requeue", "fail")
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,11 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         from multiflexi.executors.registry import get_executor
 
         out["executor"] = get_executor(executor).name
-    for key, allowed in (("retry_backoff", RETRY_BACKOFFS), ("overlap", OVERLAPS)):
+    for key, allowed in (
+        ("retry_backoff", RETRY_BACKOFFS),
+        ("overlap", OVERLAPS),
+        ("on_interrupt", ON_INTERRUPT),
+    ):
         if key in out:
             value = str(out[key]).strip().lower()
             if value not in allowed:

@@ -343,9 +343,17 @@ class Scheduler:
     def _announce(self, jobs: Sequence[CreatedJob]) -> None:
         """Log and emit ``created`` for committed jobs, in this thread, as create_job does."""
         from multiflexi.jobs import hooks
+        from multiflexi.monitoring import counters
 
+        if jobs:
+            counters.inc("multiflexi_jobs_created", "scheduler", amount=len(jobs))
         for job in jobs:
-            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
+            log.info(
+                "action=create job_id=%s runtemplate_id=%s by=scheduler not_before=%s",
+                job.id,
+                job.runtemplate_id,
+                job.schedule.isoformat(),
+            )
             if self.hooks:
                 hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
 

@@ -5,7 +5,7 @@ claim of the next job, read of it -- waited for the server eight times when each
 statement was sent on its own, and each wait wakes the executor and a server process.
 In a pipeline the statements before the first read travel together with BEGIN, and
 COMMIT goes with the last: four waits (trivial jobs, two executors: +10 % jobs/s, a
-sixth less executor CPU per job; docs/daemons.md).
+sixth less executor CPU per job; benchmarks/experiments.md).
 
 SQLAlchemy reads every statement's answer as soon as it has sent it, so it cannot
 pipeline. The statements stay SQLAlchemy's: each is compiled once for the dialect and

@@ -52,7 +52,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "artifact:get": (
         "artifacts",
         (),
-        "Download an artifact byte-exact with --output; without it, show...",
+        "Write an artifact's bytes to --output, or to stdout when it is not...",
     ),
     "artifact:list": ("artifacts", ("artifact:ls",), "List the artifacts of a job."),
     "artifact:save": (
@@ -155,6 +155,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Rename a credential or change its values (a blank secret keeps the...",
     ),
+    "db:backup": (
+        "backup",
+        (),
+        "Copy the SQLite database while daemons run (a new file, mode 0600).",
+    ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
     "executor:list": (
@@ -174,7 +179,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("job2env", "job:env"),
         "Print the job's environment as a .env file.",
     ),
-    "job:list": ("jobs", ("job:ls",), "List jobs, newest first."),
+    "job:list": (
+        "jobs",
+        ("job:ls",),
+        "List jobs, newest first: status, template, company, when (and how...",
+    ),
     "job:logs": (
         "jobs",
         ("job:output",),
@@ -257,7 +266,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("runtemplate:show",),
         "Show a run template: settings, every configuration key of its...",
     ),
-    "run-template:list": ("runtemplates", ("runtemplate:list",), "List run templates."),
+    "run-template:list": (
+        "runtemplates",
+        ("runtemplate:list",),
+        "List run templates with their next and last run (like systemctl...",
+    ),
     "run-template:list-credentials": (
         "credentials",
         (),

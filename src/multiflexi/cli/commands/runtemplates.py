@@ -18,7 +18,7 @@ from multiflexi.cli.base import (
 )
 from multiflexi.cli.output import emit, render_record, render_table
 
-LIST_COLUMNS = (
+WIDE_COLUMNS = (
     "id",
     "name",
     "company_id",
@@ -29,7 +29,10 @@ LIST_COLUMNS = (
     "cron",
     "active",
     "executor",
-    "next_schedule",
+    "next_run",
+    "last_job_id",
+    "last_status",
+    "last_run",
 )
 CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
 
@@ -76,6 +79,14 @@ _SHARED = (
         "--retry_min_gap", "--retry-min-gap", "retry_min_gap", help="Seconds between attempts."
     ),
     _option("--overlap", metavar="forbid|allow|skip", help="When a previous job still runs."),
+    _option(
+        "--on_interrupt",
+        "--on-interrupt",
+        "on_interrupt",
+        metavar="requeue|fail",
+        help="A job the platform interrupted (executor stopped or died): run it again "
+        "(default) or leave it failed (for apps that must never run twice).",
+    ),
     _option("--mask_secrets", "--mask-secrets", "mask_secrets", metavar="true|false"),
     _option("--keep_workdir", "--keep-workdir", "keep_workdir", metavar="true|false"),
     _option("--note", help="Free-text note."),
@@ -146,7 +157,16 @@ def _shared_options(fn: Any) -> Any:
 
 
 def _settings(opts: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "interv", "cron", "executor", "retry_backoff", "overlap", "note")
+    keys = (
+        "name",
+        "interv",
+        "cron",
+        "executor",
+        "retry_backoff",
+        "overlap",
+        "on_interrupt",
+        "note",
+    )
     keys += LIMIT_SETTINGS  # type: ignore[assignment]  # parsed with units by the service
     out: dict[str, Any] = {k: opts[k] for k in keys if opts.get(k) is not None}
     for key in _INT_SETTINGS:
@@ -192,26 +212,59 @@ def _warn_missing(missing: list[str]) -> None:
 
 
 @command("run-template:list", "runtemplate:list")
-@_option("--company", "company_ref", help="Company slug or id.")
-@_option("--company_id", "--company-id", "company_id", help="Company id.")
+@_option("--company", "--company-id", "company_ref", help="Company id or slug.")
 @_option("--app_id", "--app-id", "app_id", help="Application id.")
 @_option("--app_uuid", "--app-uuid", "app_uuid", help="Application UUID.")
-def rt_list(
-    company_ref: str | None, company_id: str | None, app_id: str | None, app_uuid: str | None
-) -> None:
-    """List run templates."""
+@click.option("--wide", "-w", is_flag=True, help="Every column.")
+def rt_list(company_ref: str | None, app_id: str | None, app_uuid: str | None, wide: bool) -> None:
+    """List run templates with their next and last run (like systemctl list-timers)."""
     from multiflexi.runtemplates.service import list_runtemplates
 
     ctx = cli_context()
+    tz = ctx.settings.timezone
     with ctx.db.session() as s:
-        company = _company(s, company_id, company_ref)
+        company = _company(s, None, company_ref)
         app = _app(s, app_id, app_uuid)
         rows = list_runtemplates(
             s,
             company_id=company.id if company else None,
             app_id=app.id if app else None,
+            tz=tz,
         )
-    emit(rows, ctx.fmt, columns=LIST_COLUMNS)
+    if ctx.fmt == "json" or wide:
+        emit(rows, ctx.fmt, columns=WIDE_COLUMNS, tz=tz, width=100_000)
+    elif not rows:
+        emit(rows, ctx.fmt, text="No run templates.")
+    else:
+        emit(_timer_rows(rows, tz), ctx.fmt)
+
+
+def _timer_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+    """Name, company, schedule, next run and last run with how far away each is."""
+    from datetime import UTC, datetime
+
+    from multiflexi.cli.output import localize, shorten, when_text
+    from multiflexi.scheduling.calendar import INTERVAL_NAMES
+
+    now = datetime.now(UTC)
+    out = []
+    for row in localize(rows, tz):
+        schedule = row["cron"] if row["interv"] == "c" else INTERVAL_NAMES.get(row["interv"], "")
+        last = ""
+        if row["last_job_id"] is not None:
+            last = f"{row['last_status']} (job {row['last_job_id']})"
+        out.append(
+            {
+                "id": row["id"],
+                "name": shorten(row["name"], 24),
+                "company": shorten(row["company_slug"], 16),
+                "schedule": schedule if row["active"] else f"{schedule}, inactive",
+                "next": when_text(row["next_run"], now) or "-",
+                "last": when_text(row["last_run"], now) or "never",
+                "last status": last,
+            }
+        )
+    return out
 
 
 @command("run-template:get", "runtemplate:show")

@@ -27,14 +27,14 @@ def _options(fn):  # type: ignore[no-untyped-def]
     return id_argument()(fn)
 
 
-@command("job:script", "job2script")
+@command("job:script", "job2script", raw_output="a bash script")
 @_options
 def job_script_cmd(pos_id: str | None, opt_id: str | None, reveal: bool, yes: bool) -> None:
     """Print a bash script that reproduces the job (environment and command line)."""
     _render("script", pos_id, opt_id, reveal, yes)
 
 
-@command("job:env-file", "job2env", "job:env")
+@command("job:env-file", "job2env", "job:env", raw_output="a .env file")
 @_options
 def job_env_cmd(pos_id: str | None, opt_id: str | None, reveal: bool, yes: bool) -> None:
     """Print the job's environment as a .env file."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiflexi.cli.base import cli_context, command
+from multiflexi.cli.base import cli_context, command, repeat, watch_option
 from multiflexi.cli.output import emit, localize, render_record, render_table
 
 
@@ -26,15 +26,26 @@ def _text(data: dict[str, Any]) -> str:
         "queue": f"{counts['queue']} waiting, {counts['due_now']} due now",
     }
     daemons = [
-        {k: d[k] for k in ("kind", "host", "pid", "last_beat", "alive", "id")}
+        {k: d[k] for k in ("kind", "host", "pid", "state", "last_beat", "id")}
         for d in data["daemons"]
     ]
-    return render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
+    text = render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
+    if any(d["state"] == "crashed" for d in daemons):
+        text += (
+            "\ncrashed: stopped beating without a clean stop (killed, host down or database"
+            " unreachable); its running jobs turn lost when their leases run out"
+        )
+    return text
 
 
 @command("status")
-def status() -> None:
+@watch_option
+def status(watch: float | None) -> None:
     """Version, database, counts, daemons alive (from their heartbeats), time zone, keys."""
+    repeat(watch, _status_once)
+
+
+def _status_once() -> None:
     from multiflexi.workers import system_status
 
     ctx = cli_context()

@@ -160,6 +160,8 @@ class Worker(Base):
     started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: running, or draining: stopping, waiting for its running jobs (it still beats).
+    state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
 
 
 class Lock(Base):

@@ -48,6 +48,11 @@ class RunTemplate(Base):
     allow_late: Mapped[bool] = mapped_column(Boolean, default=False)
     #: forbid (one running job at a time, the default), allow, or skip (drop the new job).
     overlap: Mapped[str] = mapped_column(String(16), default="forbid")
+    #: requeue (the default) or fail: what becomes of a job the platform interrupted (its
+    #: executor stopped or died before the job ended); fail for apps that must not run twice.
+    on_interrupt: Mapped[str] = mapped_column(
+        String(16), default="requeue", server_default="requeue"
+    )
     #: Mask values of secret variables echoed to stdout/stderr before storage.
     mask_secrets: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Keep the job's directory on disk after its artifacts are stored.
