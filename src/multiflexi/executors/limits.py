@@ -399,24 +399,26 @@ class Guard:
         if not pairs and not procs:
             return None
         # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL one second later if ignored.
-        settings = [
-            (res, (value, value + 1 if res == resource.RLIMIT_CPU else value))
-            for res, value in pairs
-        ]
+        # Everything is computed here, in the parent: the child inherits our hard limits,
+        # and between fork and exec it should only make system calls.
+        settings = []
+        for res, value in pairs:
+            soft, hard = value, value + 1 if res == resource.RLIMIT_CPU else value
+            _, old_hard = resource.getrlimit(res)
+            if old_hard != resource.RLIM_INFINITY:
+                soft, hard = min(soft, old_hard), min(hard, old_hard)
+            settings.append((res, (soft, hard)))
+        paths = [os.fsencode(path) for path in procs]
 
         def child() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs:
+            for path in paths:
                 fd = os.open(path, os.O_WRONLY)
                 try:
-                    os.write(fd, pid)
+                    os.write(fd, b"0")  # 0: the writing process itself
                 finally:
                     os.close(fd)
-            for res, (soft, hard) in settings:
-                _, old_hard = resource.getrlimit(res)
-                if old_hard != resource.RLIM_INFINITY:
-                    soft, hard = min(soft, old_hard), min(hard, old_hard)
-                resource.setrlimit(res, (soft, hard))
+            for res, limit in settings:
+                resource.setrlimit(res, limit)
 
         return child
 
