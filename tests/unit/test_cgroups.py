@@ -75,3 +75,14 @@ def test_a_missing_hierarchy_that_a_limit_needs_is_an_error(tmp_path: Path) -> N
     with pytest.raises(OSError, match="no cpu cgroup hierarchy"):
         cgroups.create(LIMITS, tmp_path, "")
     assert not (tmp_path / "memory" / "multiflexi" / "job-9").exists()
+
+
+def test_a_taken_job_directory_is_reused_when_empty_or_avoided_when_busy(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("memory\n")
+    leftover = tmp_path / "multiflexi" / "job-9"
+    leftover.mkdir(parents=True)
+    group = cgroups.create(Limits(memory_limit=MiB, label="job-9"), tmp_path, "0::/\n")
+    assert group is not None and group.dirs["unified"] == leftover
+    # Busy now (a file stands for the processes in it): the next one goes elsewhere.
+    again = cgroups.create(Limits(memory_limit=MiB, label="job-9"), tmp_path, "0::/\n")
+    assert again is not None and again.dirs["unified"].name.startswith("job-9-")

@@ -181,13 +181,21 @@ class JobCgroup:
                     time.sleep(0.01)
 
 
-def _mkdir(path: Path) -> None:
+def _mkdir(path: Path) -> Path:
+    """Make the job's directory; returns it (another name if the usual one is taken)."""
     try:
         path.mkdir()
+        return path
     except FileExistsError:
-        # Left by a job of a crashed executor: empty by now, or someone else's.
+        pass
+    try:  # left by a job of a crashed executor: empty by now, so it goes
         path.rmdir()
         path.mkdir()
+        return path
+    except OSError:  # busy: another executor's job of the same id (another database)
+        other = path.with_name(f"{path.name}-{os.getpid()}")
+        other.mkdir()
+        return other
 
 
 def create(
@@ -219,8 +227,7 @@ def _create_v2(limits: Limits, root: Path, own: str) -> JobCgroup:
     if enable:
         _write(base / "cgroup.subtree_control", enable)
         _write(parent / "cgroup.subtree_control", enable)
-    job = parent / limits.label
-    _mkdir(job)
+    job = _mkdir(parent / limits.label)
     group = JobCgroup("cgroup-v2", {"unified": job})
     try:
         if limits.memory_limit is not None:
@@ -257,9 +264,7 @@ def _create_v1(limits: Limits, root: Path, own: dict[str, str]) -> JobCgroup:
                 continue
             parent = hierarchy / own.get(controller, "/").lstrip("/") / PARENT
             parent.mkdir(parents=True, exist_ok=True)
-            job = parent / limits.label
-            _mkdir(job)
-            dirs[controller] = job
+            dirs[controller] = _mkdir(parent / limits.label)
         mem = dirs.get("memory")
         if mem is not None and limits.memory_limit is not None:
             _write(mem / "memory.limit_in_bytes", str(limits.memory_limit))
