@@ -13,6 +13,9 @@ message.
     │   └── AppDefinitionError      an application JSON that cannot be imported
     ├── Conflict                    duplicates, or a state that forbids the change
     ├── Refused                     the user declined a confirmation
+    ├── Unauthenticated             no, wrong or expired credentials (HTTP 401)
+    │   └── Throttled               too many failed logins: wait (HTTP 429)
+    ├── Forbidden                   authenticated, but the role does not allow it (HTTP 403)
     ├── SecretError                 secrets cannot be encrypted or decrypted
     └── ExecutionError              a job could not be prepared or run
     UsageError                      exit 2: misuse of a command (missing option, ...)
@@ -72,6 +75,22 @@ class Conflict(MultiFlexiError):
 
 class Refused(MultiFlexiError):
     """Aborted."""
+
+
+class Unauthenticated(MultiFlexiError):
+    """Authentication required."""
+
+
+class Throttled(Unauthenticated):
+    """Too many failed logins; try again later."""
+
+    def __init__(self, message: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(MultiFlexiError):
+    """Not allowed."""
 
 
 class SecretError(MultiFlexiError):

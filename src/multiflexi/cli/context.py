@@ -98,8 +98,12 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from multiflexi.audit import Actor, set_actor
             from multiflexi.storage.database import Database
+            from multiflexi.users import unix_login
 
+            # Changes made by this command are audited as the Unix account's.
+            set_actor(Actor(source="cli", login=unix_login()))
             self._db = Database(self.settings)
         return self._db
 
@@ -119,3 +123,6 @@ class CliContext:
     def close(self) -> None:
         if self._db is not None:
             self._db.dispose()
+            from multiflexi.audit import set_actor
+
+            set_actor(None)  # the command is over: later changes in this thread are not its

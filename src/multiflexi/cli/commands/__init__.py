@@ -61,6 +61,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "Save an artifact to a file, byte-exact (upstream spelling of...",
     ),
     "artifact:show": ("artifacts", (), "Show an artifact's metadata."),
+    "auditlog:list": (
+        "users",
+        ("audit:list",),
+        "List audit log entries, newest first: who changed what, when,...",
+    ),
     "company-app:assign": (
         "company_apps",
         (),
@@ -296,5 +301,37 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "housekeeping",
         ("storage:du",),
         "Bytes of artifacts and output per company, application, template...",
+    ),
+    "token:generate": (
+        "users",
+        ("token:create",),
+        "Make an API token for a user; it is shown once and stored only as a...",
+    ),
+    "token:list": (
+        "users",
+        (),
+        "List tokens (prefix, owner, expiry, last use, state); never the...",
+    ),
+    "token:revoke": ("users", ("token:delete",), "Revoke a token: it stops working at once."),
+    "user-company:assign": (
+        "users",
+        (),
+        "Give a user a role in a company (viewer: read only; operator: run...",
+    ),
+    "user-company:list": ("users", (), "List company assignments, of one user or one company."),
+    "user-company:unassign": ("users", (), "Remove a user's role in a company."),
+    "user-role:set": ("users", (), "Set the global roles of a user (admin: everything)."),
+    "user:create": ("users", (), "Create a user; the password is asked for, or read with..."),
+    "user:delete": (
+        "users",
+        ("user:remove",),
+        "Delete a user with its tokens, roles and company assignments.",
+    ),
+    "user:get": ("users", (), "Show a user with its roles and company assignments."),
+    "user:list": ("users", (), "List users (never their password hashes)."),
+    "user:update": (
+        "users",
+        (),
+        "Change fields of a user (select it with --id, --login or --email).",
     ),
 }

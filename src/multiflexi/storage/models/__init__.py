@@ -1,5 +1,12 @@
 """All tables. Import from here: ``from multiflexi.storage.models import Job``."""
 
+from multiflexi.storage.models.access import (
+    AuditLog,
+    CompanyUser,
+    LoginAttempt,
+    Token,
+    UserRole,
+)
 from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
 from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
 from multiflexi.storage.models.base import Base, table_of
@@ -37,10 +44,12 @@ __all__ = [
     "AppExitCode",
     "Artifact",
     "ArtifactChunk",
+    "AuditLog",
     "Base",
     "Company",
     "CompanyApp",
     "CompanyEnv",
+    "CompanyUser",
     "ConfField",
     "Configuration",
     "CrTypeField",
@@ -51,12 +60,15 @@ __all__ = [
     "JobAction",
     "JobStatus",
     "Lock",
+    "LoginAttempt",
     "ModConfig",
     "RunTemplate",
     "RunTplCred",
     "ScheduleEntry",
     "ScheduledTick",
+    "Token",
     "User",
+    "UserRole",
     "Worker",
     "table_of",
 ]
