@@ -69,6 +69,13 @@ KNOWN_KEYS = frozenset(
         "MULTIFLEXI_RETENTION_KEEP_FAILURES",
         "MULTIFLEXI_RETENTION_ARTIFACT_DAYS",
         "MULTIFLEXI_CLI_PATH",
+        "MULTIFLEXI_DEFAULT_MEMORY_LIMIT",
+        "MULTIFLEXI_DEFAULT_CPU_TIME_LIMIT",
+        "MULTIFLEXI_DEFAULT_CPUS",
+        "MULTIFLEXI_DEFAULT_MAX_PROCESSES",
+        "MULTIFLEXI_DEFAULT_MAX_OPEN_FILES",
+        "MULTIFLEXI_DEFAULT_OUTPUT_LIMIT",
+        "MULTIFLEXI_LIMITS_MECHANISM",
         "MULTIFLEXI_API_HOST",
         "MULTIFLEXI_API_PORT",
         "MULTIFLEXI_API_BASE_PATH",
@@ -132,6 +139,10 @@ class Settings:
     metrics_address: str = "127.0.0.1"
     action_timeout: float = 60.0
     master_key: str | None = field(default=None, repr=False)
+    #: Global default resource limits of jobs (``MULTIFLEXI_DEFAULT_*``), by limit name.
+    default_limits: Mapping[str, int | float] = field(default_factory=dict)
+    #: auto, cgroup or rlimit (``MULTIFLEXI_LIMITS_MECHANISM``).
+    limits_mechanism: str = "auto"
     env_file: Path | None = None
     raw: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Variables of the process environment taken to be copies of the file's (see above).
@@ -279,6 +290,13 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         action_timeout = float(values.get("MULTIFLEXI_ACTION_TIMEOUT") or 60)
     except ValueError as exc:
         raise ConfigError(f"invalid number in configuration: {exc}") from None
+    from multiflexi.executors.limits import LimitError, defaults_from_settings, parse_mechanism
+
+    try:
+        default_limits = defaults_from_settings(values)
+        mechanism = parse_mechanism(values.get("MULTIFLEXI_LIMITS_MECHANISM"))
+    except LimitError as exc:
+        raise ConfigError(str(exc)) from None
     kwargs: dict[str, Any] = {}
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
@@ -302,6 +320,8 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         metrics_address=(values.get("MULTIFLEXI_METRICS_ADDRESS") or "127.0.0.1").strip(),
         action_timeout=action_timeout,
         master_key=values.get("ENCRYPTION_MASTER_KEY") or values.get("MULTIFLEXI_MASTER_KEY"),
+        default_limits=default_limits,
+        limits_mechanism=mechanism,
         env_file=path,
         raw=dict(values),
         **kwargs,

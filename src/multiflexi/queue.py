@@ -479,7 +479,7 @@ class Outcome:
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "status", "reason", "end", "exitcode", "signal", "wall_seconds", "cpu_user",
-        "cpu_system", "max_rss_kb",
+        "cpu_system", "max_rss_kb", "limits_mechanism",
     )  # fmt: skip
 
     status: JobStatus
@@ -492,6 +492,7 @@ class Outcome:
     cpu_user: float | None = None
     cpu_system: float | None = None
     max_rss_kb: int | None = None
+    limits_mechanism: str | None = None
 
 
 def finish(

@@ -41,6 +41,31 @@ def test_migration_0004_drops_the_job_state_indexes_and_gives_them_back(any_db: 
     assert {"ix_job_status", "ix_job_begin"}.isdisjoint(job_indexes())
 
 
+def test_the_limits_migration_adds_nullable_columns_and_takes_them_back(any_db: Database) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    limits = {"memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files"}
+    limits.add("output_limit")
+
+    def columns(table: str) -> dict[str, bool]:
+        with any_db.engine.connect() as conn:
+            return {c["name"]: c["nullable"] for c in inspect(conn).get_columns(table)}
+
+    assert all(columns("runtemplate")[name] for name in limits)
+    assert columns("job")["limits_mechanism"]
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [ours] = [r for r in script.walk_revisions() if r.path.endswith("_resource_limits.py")]
+    assert isinstance(ours.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
+    assert limits.isdisjoint(columns("runtemplate"))
+    assert "limits_mechanism" not in columns("job")
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD
+    assert limits <= set(columns("runtemplate"))
+
+
 def test_the_operations_migration_adds_on_interrupt_and_daemon_state_and_takes_them_back(
     any_db: Database,
 ) -> None:

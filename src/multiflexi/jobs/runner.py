@@ -195,6 +195,15 @@ class JobRunner:
             if self.sweeper is None or not self.sweeper.take(workdir, rt.id if rt else None):
                 _make_workdir(workdir)
             timeout = float(rt.timeout) if rt is not None and rt.timeout else None
+            from multiflexi.runtemplates.limits import job_limits
+
+            limits = job_limits(
+                self.settings.default_limits,
+                facts.limits,
+                rt,
+                mechanism=self.settings.limits_mechanism,
+                job_id=job.id,
+            )
             return changed, Prepared(
                 job_id=job.id,
                 app_id=app.id,
@@ -205,6 +214,7 @@ class JobRunner:
                     cwd=workdir,
                     timeout=timeout,
                     kill_grace=self.settings.kill_grace,
+                    limits=limits,
                 ),
                 executor=job.executor,
                 workdir=workdir,
@@ -309,6 +319,8 @@ class JobRunner:
             signal=result.signal,
             ok_codes=lifecycle.success_codes(prepared.meanings),
         )
+        if result.limit_breach:  # a job stopped at a limit failed, whatever its exit code
+            status = JobStatus.FAILED
         if lost:
             log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
             return JobStatus.LOST
@@ -392,6 +404,7 @@ class JobRunner:
                 cpu_user=result.cpu_user,
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
+                limits_mechanism=result.limits_mechanism,
             )
         then = successor.claim if successor is not None else None
         committed = False
@@ -656,6 +669,8 @@ def _reason(
 ) -> str:
     if store_error:
         return store_error
+    if result.limit_breach:
+        return result.limit_breach
     if result.cancelled:
         return lifecycle.STOPPED_REASON
     if result.timed_out:
@@ -667,4 +682,5 @@ def _reason(
     if _disk_full(prepared.workdir):
         return "disk full"
     meaning = lifecycle.describe_exit(result.exit_code, result.signal, prepared.meanings)
-    return f"exit code {result.exit_code}: {meaning}"
+    note = f" ({result.limit_note})" if result.limit_note else ""
+    return f"exit code {result.exit_code}: {meaning}{note}"

@@ -255,6 +255,7 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "cpu_user": job.cpu_user,
         "cpu_system": job.cpu_system,
         "max_rss_kb": job.max_rss_kb,
+        "limits_mechanism": job.limits_mechanism,
         "artifacts_pruned": job.artifacts_pruned,
         "artifacts": [
             {

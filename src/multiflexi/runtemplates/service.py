@@ -45,7 +45,9 @@ DELETED_REASON = "run template deleted"
 _RECORD = (
     "id", "name", "app_id", "company_id", "active", "interv", "cron", "delay", "executor",
     "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "allow_late", "overlap",
-    "on_interrupt", "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
+    "on_interrupt", "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days",
+    "keep_last", "memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files",
+    "output_limit",
     "deadline_offset", "note", "last_schedule",
     "next_schedule", "successfull_jobs_count", "failed_jobs_count", "created", "saved",
     "last_schedule_error", "last_schedule_error_at",
@@ -386,10 +388,17 @@ def _local(value: Any, tz: str) -> Any:
 
 
 def show_runtemplate(
-    session: Session, rt: RunTemplate, tz: str, now: datetime | None = None, runs: int = 5
+    session: Session,
+    rt: RunTemplate,
+    tz: str,
+    now: datetime | None = None,
+    runs: int = 5,
+    *,
+    default_limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record with names, configuration, missing required keys and next runs (shown
-    in time zone ``tz``)."""
+    """The record with names, configuration, missing required keys, next runs (shown
+    in time zone ``tz``) and the effective resource limits (over ``default_limits``)."""
+    from multiflexi.runtemplates.limits import describe_limits
     from multiflexi.scheduling.calendar import describe, upcoming
 
     app = session.get_one(App, rt.app_id)
@@ -413,6 +422,7 @@ def show_runtemplate(
     data["config"] = config
     data["missing_required"] = [c["name"] for c in config if c["missing"]]
     data["next_runs"] = [_local(d, tz) for d in next_runs]
+    data["limits"] = describe_limits(default_limits or {}, app, rt)
     return data
 
 

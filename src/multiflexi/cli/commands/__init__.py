@@ -167,6 +167,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
+    "executor:list": (
+        "executors",
+        ("executors:list",),
+        "List the executors, whether each is usable here (and why not), and...",
+    ),
     "housekeeping": (
         "housekeeping",
         ("housekeeping:run",),

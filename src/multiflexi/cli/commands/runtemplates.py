@@ -42,6 +42,10 @@ _INT_SETTINGS = (
     "keep_success_days", "keep_failed_days", "keep_last",
 )  # fmt: skip
 _BOOL_SETTINGS = ("active", "mask_secrets", "keep_workdir")
+LIMIT_SETTINGS = (
+    "memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files", "output_limit",
+)  # fmt: skip
+LIMIT_COLUMNS = ("name", "shown", "source")
 
 
 def _option(*names: str, **kwargs: Any) -> Any:
@@ -88,6 +92,42 @@ _SHARED = (
     _option("--keep_workdir", "--keep-workdir", "keep_workdir", metavar="true|false"),
     _option("--note", help="Free-text note."),
     _option(
+        "--memory_limit",
+        "--memory-limit",
+        "memory_limit",
+        metavar="SIZE",
+        help="Memory of the job's process tree (256M, 1G); 0 = none, default = inherit.",
+    ),
+    _option(
+        "--cpu_time_limit",
+        "--cpu-time-limit",
+        "cpu_time_limit",
+        metavar="SECONDS",
+        help="CPU seconds of the job; 0 = none, default = inherit.",
+    ),
+    _option("--cpus", metavar="CORES", help="CPU share in cores (0.5); 0 = none."),
+    _option(
+        "--max_processes",
+        "--max-processes",
+        "max_processes",
+        metavar="N",
+        help="Processes of the job at once; 0 = none.",
+    ),
+    _option(
+        "--max_open_files",
+        "--max-open-files",
+        "max_open_files",
+        metavar="N",
+        help="Open files per process; 0 = none.",
+    ),
+    _option(
+        "--output_limit",
+        "--output-limit",
+        "output_limit",
+        metavar="SIZE",
+        help="stdout+stderr of the job (100M); 0 = none.",
+    ),
+    _option(
         "--keep_success_days",
         "--keep-success-days",
         "keep_success_days",
@@ -128,6 +168,7 @@ def _settings(opts: dict[str, Any]) -> dict[str, Any]:
         "on_interrupt",
         "note",
     )
+    keys += LIMIT_SETTINGS  # type: ignore[assignment]  # parsed with units by the service
     out: dict[str, Any] = {k: opts[k] for k in keys if opts.get(k) is not None}
     for key in _INT_SETTINGS:
         if opts.get(key) is not None:
@@ -250,13 +291,15 @@ def rt_get(pos_id: str | None, opt_id: str | None, name: str | None) -> None:
             rt = find_runtemplate_by_name(s, name)
         else:
             rt = get_runtemplate(s, resolve_id(pos_id, opt_id, "run template id"))
-        data = show_runtemplate(s, rt, tz)
+        data = show_runtemplate(s, rt, tz, default_limits=ctx.settings.default_limits)
     emit(data, ctx.fmt, text=_show_text(data))
 
 
 def _show_text(data: dict[str, Any]) -> str:
-    head = {k: v for k, v in data.items() if k not in ("config", "missing_required", "next_runs")}
-    parts = [render_record(head), "", "Configuration:"]
+    skip = {"config", "missing_required", "next_runs", "limits", *LIMIT_SETTINGS}
+    head = {k: v for k, v in data.items() if k not in skip}
+    parts = [render_record(head), "", "Resource limits:"]
+    parts += [render_table(data["limits"], LIMIT_COLUMNS), "", "Configuration:"]
     rows = [
         {**row, "value": "(not set)" if row["value"] is None else row["value"]}
         for row in data["config"]

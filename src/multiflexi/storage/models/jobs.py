@@ -94,6 +94,9 @@ class Job(Base):
     cpu_user: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpu_system: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_rss_kb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: How the job's resource limits were enforced: cgroup-v1, cgroup-v2 or rlimit
+    #: (None: it had none).
+    limits_mechanism: Mapped[str | None] = mapped_column(String(16), nullable=True)
     artifacts_pruned: Mapped[bool] = mapped_column(Boolean, default=False)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from multiflexi.storage.models.base import Base
@@ -48,6 +57,14 @@ class RunTemplate(Base):
     mask_secrets: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Keep the job's directory on disk after its artifacts are stored.
     keep_workdir: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Resource limits (docs/executor.md "Resource limits"): None means the application's
+    #: or the global default, 0 no limit. Sizes in bytes, CPU time in seconds.
+    memory_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cpu_time_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_open_files: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Retention overrides (days / counts); None means the global policy.
     keep_success_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     keep_failed_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
