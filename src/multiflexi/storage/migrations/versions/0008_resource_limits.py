@@ -5,8 +5,8 @@ applies; 0: no limit) and ``job.limits_mechanism`` (``cgroup-v1``, ``cgroup-v2``
 ``rlimit``; None: the job had no limits). All nullable, so an older version keeps
 working on the new schema.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-08 00:30:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
