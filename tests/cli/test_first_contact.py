@@ -156,6 +156,20 @@ def test_a_read_command_does_not_create_a_missing_sqlite_file(cli: Cli, tmp_path
     assert missing.exists()
 
 
+def test_a_read_command_creates_the_default_database_in_the_data_directory(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Zero configuration: no DB_DATABASE, a new data directory, and the first command --
+    one that only reads -- makes and migrates the database (README's quick start)."""
+    data_dir = tmp_path / "fresh"
+    cli.env = {"MULTIFLEXI_DATA_DIR": str(data_dir)}
+    res = cli.ok("status")
+    assert "does not exist" not in res.stderr
+    assert (data_dir / "multiflexi.sqlite").exists()
+    assert cli.ok("job:list").stdout == "No jobs found.\n"
+    assert cli.json("status")["database"]["up_to_date"] is True
+
+
 def test_a_broken_env_file_line_is_named(cli: Cli, tmp_path: Path) -> None:
     env = tmp_path / "broken.env"
     env.write_text("DB_CONNECTION=sqlite\n# a comment\nthis line is broken\n")

@@ -70,8 +70,8 @@ environment_option = click.option(
 
 
 #: Last parts of the names of commands that only read (``job:list``, ``company:env:list``,
-#: ``status``): pointed at a SQLite file that does not exist they say so (see
-#: :meth:`CliContext.require_database`) rather than create an empty database.
+#: ``status``): pointed by DB_DATABASE at a SQLite file that does not exist they say so
+#: (see :meth:`CliContext.require_database`) rather than create an empty database.
 READ_VERBS = frozenset(
     {"list", "ls", "get", "show", "logs", "script", "env-file", "export-json", "status"}
     | {"list-credentials", "usage", "metrics", "save"}

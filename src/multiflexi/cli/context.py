@@ -108,15 +108,20 @@ class CliContext:
         return self._db
 
     def require_database(self) -> None:
-        """A command that only reads refuses a SQLite file that is not there, instead of
-        creating an empty database and answering from it ("No jobs found.")."""
+        """A command that only reads refuses a SQLite file named by DB_DATABASE that is
+        not there (a typo), instead of creating an empty database and answering from it
+        ("No jobs found."). The default file in the data directory is created and
+        migrated by whichever command comes first: zero configuration."""
         settings = self.settings
-        if settings.db_connection == "sqlite" and not settings.sqlite_path.exists():
+        if (
+            settings.db_connection == "sqlite"
+            and settings.db_database
+            and not settings.sqlite_path.exists()
+        ):
             from multiflexi.errors import NotFound
 
-            where = "DB_DATABASE" if settings.db_database else "the data directory"
             raise NotFound(
-                f"database {settings.sqlite_path} does not exist (from {where});"
+                f"database {settings.sqlite_path} does not exist (from DB_DATABASE);"
                 " check -e/DB_DATABASE, or create it with `multiflexi-cli db:migrate`"
             )
 
