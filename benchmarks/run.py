@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import execution, tools  # noqa: E402
+from benchmarks import execution, startup, tools  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     PROBE_IMPORT,
     PROBE_LOOP,
@@ -50,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[Harness], list[Row]]] = {
     "scaling": execution.scaling,
     "cli": tools.cli,
     "scheduler": tools.scheduler,
+    "startup": startup.startup,
 }
 
 

@@ -7,13 +7,15 @@ message.
     MultiFlexiError                 exit 1
     ├── ConfigError                 bad or missing configuration
     ├── DatabaseError               a database cannot be reached or used
-    │   └── SchemaBehind            the database schema is older than the code
+    │   ├── SchemaBehind            the database schema is older than the code
+    │   └── SchemaAhead             the database schema is newer than the code
     ├── NotFound                    an id, uuid, slug or name that does not exist
     ├── Invalid                     a value of the wrong shape or type
     │   └── AppDefinitionError      an application JSON that cannot be imported
     ├── Conflict                    duplicates, or a state that forbids the change
     ├── Refused                     the user declined a confirmation
     ├── SecretError                 secrets cannot be encrypted or decrypted
+    │   └── KeyMismatch             this process's master key is not the database's
     └── ExecutionError              a job could not be prepared or run
     UsageError                      exit 2: misuse of a command (missing option, ...)
 """
@@ -50,6 +52,10 @@ class SchemaBehind(DatabaseError):
     """The database schema is older than this version: run `multiflexi-cli db:migrate`."""
 
 
+class SchemaAhead(DatabaseError):
+    """The database is newer than this version: upgrade this host."""
+
+
 class NotFound(MultiFlexiError):
     """Not found."""
 
@@ -76,6 +82,10 @@ class Refused(MultiFlexiError):
 
 class SecretError(MultiFlexiError):
     """Secrets cannot be decrypted with the configured master key."""
+
+
+class KeyMismatch(SecretError):
+    """This process's master key is not the one that encrypted the database's secrets."""
 
 
 class ExecutionError(MultiFlexiError):

@@ -104,7 +104,7 @@ class JobRunner:
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
-        self.vault = Vault.from_settings(settings)
+        self.vault = Vault.from_settings(settings, db)
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self.leases = LeaseKeeper(db, settings.lease_seconds)
         self.app_facts = AppFactsCache()
@@ -493,7 +493,9 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
             backoff=rt.retry_backoff,
             min_gap=rt.retry_min_gap,
         )
-        overrides = environment.open_overrides(job.overrides or {}, Vault.from_settings(settings))
+        overrides = environment.open_overrides(
+            job.overrides or {}, Vault.from_settings(settings, db)
+        )
     if delay is None:
         return None
     retry = create_job(

@@ -41,6 +41,7 @@ from multiflexi.errors import Invalid
 from multiflexi.scheduling.bulk import CreatedJob, JobRequest, bulk_create_jobs
 from multiflexi.scheduling.calendar import INTERVAL_NAMES, next_fire
 from multiflexi.scheduling.rows import IN_CHUNK, among
+from multiflexi.secrets import Vault
 from multiflexi.storage.models import App, Job, RunTemplate, ScheduledTick
 from multiflexi.storage.types import utcnow
 
@@ -256,6 +257,7 @@ class Scheduler:
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self._ticks: dict[tuple[str, str | None, int, str], Ticks] = {}
         self._warned: dict[int, str] = {}
+        self.vault = Vault.from_settings(settings, db)
         _import_step_modules()
 
     def ticks(self, interv: str, cron: str | None, delay: int, now: datetime) -> Ticks:
@@ -380,7 +382,7 @@ class Scheduler:
                     continue  # another scheduler was first
                 requests.append(JobRequest(rt, d.tick, d.schedule_type))
                 following[rt.id] = d.following
-            jobs = bulk_create_jobs(session, self.settings, requests, self._skip)
+            jobs = bulk_create_jobs(session, self.settings, requests, self._skip, vault=self.vault)
             if jobs:
                 _record_ticks(session, [j.id for j in jobs])
                 _set_schedules(

@@ -14,6 +14,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,6 +28,7 @@ from multiflexi.storage.writelock import WriterLock
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.storage.keys import KeyIdentity
 
 T = TypeVar("T")
 
@@ -164,7 +166,8 @@ class Database:
             _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE")
             path = settings.sqlite_path
             self._writes = WriterLock(path.with_name(path.name + "-writer"))
-        self._patience = threading.local()
+        #: Per thread: the patience of its retries, the write transaction it is inside.
+        self._thread = threading.local()
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         # PostgreSQL reads in autocommit, from a pool of their own: under READ COMMITTED
         # every statement sees what was committed before it either way, BEGIN/ROLLBACK
@@ -186,7 +189,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction, committed at the end of the block, rolled back on error."""
-        with self._one_writer(), self._wrap_errors(), self._writer() as session, session.begin():
+        with (
+            self._one_writer(),
+            self._wrap_errors(),
+            self._writer() as session,
+            session.begin(),
+            self._inside(session),
+        ):
             yield session
 
     @contextmanager
@@ -199,8 +208,35 @@ class Database:
     def connection(self) -> Iterator[Connection]:
         """A Core write transaction: for the executor's hot path, where the ORM's
         statement building and object loading would cost more than the SQL itself."""
-        with self._one_writer(), self._wrap_errors(), self._write_engine.begin() as conn:
+        with (
+            self._one_writer(),
+            self._wrap_errors(),
+            self._write_engine.begin() as conn,
+            self._inside(conn),
+        ):
             yield conn
+
+    @contextmanager
+    def _inside(self, handle: Session | Connection) -> Iterator[None]:
+        local = self._thread
+        outer = getattr(local, "write", None)
+        local.write = handle
+        try:
+            yield
+        finally:
+            local.write = outer
+
+    def current_write(self) -> Session | Connection | None:
+        """The write transaction this thread is inside, if any: a write that must not
+        wait for it (on SQLite, for the lock it holds) goes into it instead."""
+        return getattr(self._thread, "write", None)
+
+    @cached_property
+    def keys(self) -> KeyIdentity:
+        """The identity of the master key this database records."""
+        from multiflexi.storage.keys import KeyIdentity
+
+        return KeyIdentity(self)
 
     @contextmanager
     def _one_writer(self) -> Iterator[None]:
@@ -245,12 +281,12 @@ class Database:
         its files, its final status -- then wait out a database restart instead of being
         dropped. The executor gives a job its lease time: no one can call the job lost
         before that."""
-        previous = getattr(self._patience, "seconds", 0.0)
-        self._patience.seconds = seconds
+        previous = getattr(self._thread, "seconds", 0.0)
+        self._thread.seconds = seconds
         try:
             yield
         finally:
-            self._patience.seconds = previous
+            self._thread.seconds = previous
 
     def _retrying(
         self,
@@ -273,7 +309,7 @@ class Database:
         )
 
         stop: Any = stop_after_attempt(attempts - 1)
-        patience = getattr(self._patience, "seconds", 0.0)
+        patience = getattr(self._thread, "seconds", 0.0)
         if patience > 0:  # both: the attempts made and the time waited
             stop = stop & stop_after_delay(patience)
         retrying = Retrying(

@@ -21,6 +21,7 @@ from multiflexi.storage.models.jobs import (
     ScheduleEntry,
     Worker,
 )
+from multiflexi.storage.models.meta import Setting
 from multiflexi.storage.models.runtemplates import (
     ActionConfig,
     Configuration,
@@ -56,6 +57,7 @@ __all__ = [
     "RunTplCred",
     "ScheduleEntry",
     "ScheduledTick",
+    "Setting",
     "User",
     "Worker",
     "table_of",
