@@ -17,6 +17,7 @@ message.
     ├── SecretError                 secrets cannot be encrypted or decrypted
     │   └── KeyMismatch             this process's master key is not the database's
     └── ExecutionError              a job could not be prepared or run
+        └── ExecutorFault           this host cannot run jobs (key, job root, disk)
     UsageError                      exit 2: misuse of a command (missing option, ...)
 """
 
@@ -90,6 +91,10 @@ class KeyMismatch(SecretError):
 
 class ExecutionError(MultiFlexiError):
     """The job could not be run."""
+
+
+class ExecutorFault(ExecutionError):
+    """This host cannot run jobs (its key, its job root): the fault is not the job's."""
 
 
 class UsageError(MultiFlexiError):

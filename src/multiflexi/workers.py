@@ -187,12 +187,9 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
             ),
         }
         daemons = list_workers(session, now)
-    key_file = settings.data_dir / "master.key"
-    if settings.master_key:
-        encryption = {"master_key": "configured (ENCRYPTION_MASTER_KEY)", "key_file": None}
-    else:
-        state = "key file" if key_file.exists() else "key file (created on first use)"
-        encryption = {"master_key": state, "key_file": str(key_file)}
+    from multiflexi.health import job_root_problem, key_state
+
+    problem = job_root_problem(settings)
     return {
         "version": __version__,
         "database": {
@@ -205,7 +202,12 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         "counts": counts,
         "daemons": daemons,
         "timezone": settings.timezone,
-        "encryption": encryption,
+        "encryption": key_state(db, settings).as_dict(),
+        "job_root": {
+            "path": str(settings.job_root),
+            "ok": problem is None,
+            "problem": problem,
+        },
     }
 
 

@@ -30,6 +30,7 @@ from multiflexi import queue, recovery, workers
 from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.errors import ExecutorFault
 from multiflexi.jobs.context import read_context
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
@@ -114,6 +115,8 @@ class ExecutorDaemon:
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        #: Why this host cannot run jobs, found while running one: the daemon stops.
+        self.fault: ExecutorFault | None = None
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -246,6 +249,12 @@ class ExecutorDaemon:
                     successor=successor,
                 )
             )
+        except ExecutorFault as fault:
+            # This host cannot run jobs: the job went back to the queue, and the
+            # executor stops (after its running jobs) rather than fail the next ones.
+            self.fault = self.fault or fault
+            self.signals.stop()
+            status = "requeued"
         except Exception as exc:  # the lease runs out and recovery retries the job
             log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
             log.debug("action=job_error", exc_info=True)
@@ -421,6 +430,8 @@ class ExecutorDaemon:
                 self.listener.stop.set()
             self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))
             log.info("action=stop worker=%s jobs=%s", self.worker_id, dict(self.results))
+        if self.fault is not None:
+            raise self.fault  # one line on stderr, exit 1
         return 0
 
     def _start_helpers(self) -> None:

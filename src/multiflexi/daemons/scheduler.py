@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from multiflexi import queue, workers
 from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.errors import KeyMismatch
 from multiflexi.scheduling.scheduler import Scheduler, StepResult
 from multiflexi.storage.types import utcnow
 
@@ -46,6 +47,8 @@ class SchedulerDaemon:
         self.env_file = env_file
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
+        #: Why this scheduler cannot queue jobs, found in a step: the daemon stops.
+        self.fault: KeyMismatch | None = None
         self._next_beat = utcnow()
 
     def step(self, now: datetime) -> bool:
@@ -59,7 +62,11 @@ class SchedulerDaemon:
                 workers.beat(self.db, self.worker_id)
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
-        self.last = self.scheduler.step(now)
+        try:
+            self.last = self.scheduler.step(now)
+        except KeyMismatch as exc:  # no job can be made with this key: stop, say why
+            self.fault = exc
+            self.signals.stop()
         return False
 
     def idle(self, now: datetime) -> float:
@@ -104,6 +111,8 @@ class SchedulerDaemon:
             except Exception as exc:
                 log.error("action=mark_stopped error=%s", one_line(exc))
             log.info("action=stop worker=%s", self.worker_id)
+        if self.fault is not None:
+            raise self.fault  # one line on stderr, exit 1
         return 0
 
 
@@ -122,6 +131,7 @@ def run(argv: Sequence[str] | None = None) -> None:
             signals=signals,
             env_file=args.env_file,
         ),
+        runs_jobs=False,
     )
 
 

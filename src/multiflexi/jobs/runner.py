@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from multiflexi import queue
-from multiflexi.errors import Invalid
+from multiflexi.errors import ExecutorFault, Invalid, KeyMismatch, SecretError
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
@@ -134,6 +134,10 @@ class JobRunner:
                     if process_started is not None:
                         process_started()  # no process will start
                     return self._fail_before_start(claim, failure)
+                except ExecutorFault as fault:
+                    if process_started is not None:
+                        process_started()
+                    raise self._give_back(claim, fault) from None
                 self._emit("started", claim.job_id)
                 job_cancel = _AnyEvent(self.cancel, lease.lost)
                 result = self.launch_job(prepared, job_cancel, lease, started=process_started)
@@ -218,9 +222,11 @@ class JobRunner:
         try:
             # Reading only: on SQLite no write lock is held while the environment is built.
             changed, prepared = self.db.query(prepare)
-        except PreflightFailure:
+        except (PreflightFailure, ExecutorFault):
             raise
-        except Invalid as exc:
+        except KeyMismatch as exc:  # this host's key, not the job's secrets
+            raise ExecutorFault(exc.message) from exc
+        except (Invalid, SecretError) as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
         if changed:  # usually nothing: the job was made from the same configuration
             self.db.transact(
@@ -407,6 +413,19 @@ class JobRunner:
                 successor.settle(committed)
         return won
 
+    def _give_back(self, claim: Claim, fault: ExecutorFault) -> ExecutorFault:
+        """Put a job this host cannot run back in the queue for another executor, with
+        the reason on the job (its attempt is not used up); the fault to raise, saying
+        what became of the job."""
+        reason = f"requeued: {claim.worker} on {queue.HOSTNAME} cannot run jobs: {fault.message}"
+        log.error("action=executor_fault job_id=%s error=%s", claim.job_id, fault.message)
+        try:
+            queued = queue.give_back(self.db, claim.job_id, claim.worker, reason=reason)
+        except Exception as exc:  # the lease runs out and recovery requeues it
+            return ExecutorFault(f"{fault.message}; job {claim.job_id} not requeued: {exc}")
+        what = "queued again for another executor" if queued else "no longer ours"
+        return ExecutorFault(f"{fault.message} (job {claim.job_id} {what})")
+
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
 
@@ -567,11 +586,9 @@ def _make_workdir(workdir: Path) -> None:
             if not workdir.is_dir():
                 raise
             os.chmod(workdir, 0o700)
-    except OSError as exc:
+    except OSError as exc:  # the job root is the host's: another executor may manage
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise PreflightFailure(
-            lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
-        ) from None
+        raise ExecutorFault(f"output directory not creatable: {workdir}: {why}") from None
 
 
 def _disk_full(path: Path) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from multiflexi.errors import DatabaseError, SchemaBehind
+from multiflexi.errors import DatabaseError, SchemaAhead, SchemaBehind
 from multiflexi.storage.writelock import WriterLock
 
 if TYPE_CHECKING:
@@ -138,7 +139,15 @@ class Database:
         url = settings.database_url()
         kwargs: dict[str, Any] = {"future": True}
         if self.dialect == "sqlite":
-            _secure_sqlite_file(settings.sqlite_path)
+            try:
+                _secure_sqlite_file(settings.sqlite_path)
+            except OSError as exc:
+                hint = ""
+                if not settings.db_database and not settings.get("MULTIFLEXI_DATA_DIR"):
+                    hint = " (set MULTIFLEXI_DATA_DIR or DB_DATABASE)"
+                raise DatabaseError(
+                    f"cannot open the database {settings.sqlite_path}: {exc.strerror or exc}{hint}"
+                ) from None
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             # A pooled connection is checked before use: after a server restart the first
@@ -351,13 +360,21 @@ class Database:
             raise DatabaseError(describe_connect_error(self.settings, exc)) from None
 
     def ensure_schema(self) -> None:
-        """SQLite migrates itself; a server database that is behind is an error."""
-        from multiflexi.storage.migrations import HEAD
+        """SQLite migrates itself (after a copy of a database that has data); a server
+        database that is behind is an error, and so is a database of any backend that
+        is newer than this version."""
+        from multiflexi.storage.migrations import HEAD, is_newer
 
         current = self.current_revision()
         if current == HEAD:
             return
+        if current is not None and is_newer(current):
+            raise SchemaAhead(
+                f"the database is newer than this version ({current} > {HEAD}): upgrade this host"
+            )
         if self.dialect == "sqlite":
+            if current is not None:
+                self.backup_before(HEAD)
             self.migrate()
             return
         if current is None:
@@ -372,11 +389,56 @@ class Database:
 
     def migrate(self) -> tuple[str | None, str]:
         """Upgrade to the newest schema; returns (before, after)."""
-        from multiflexi.storage.migrations import upgrade
+        from multiflexi.storage.migrations import HEAD, is_newer, upgrade
 
         before = self.current_revision()
+        if before is not None and is_newer(before):
+            raise SchemaAhead(
+                f"the database is newer than this version ({before} > {HEAD}): upgrade this host"
+            )
         upgrade(self.engine)
         return before, self.current_revision() or ""
+
+    def downgrade(self, revision: str) -> tuple[str | None, str]:
+        """Undo migrations down to ``revision``; returns (before, after)."""
+        from multiflexi.storage.migrations import downgrade
+
+        before = self.current_revision()
+        downgrade(self.engine, revision)
+        return before, self.current_revision() or ""
+
+    def backup_before(self, revision: str) -> Path | None:
+        """On SQLite, copy a database that holds data to ``<file>.pre-<revision>`` (mode
+        0600, through SQLite's online backup, so a running daemon's writes are whole)
+        and say so on stderr; the path, or None when there was nothing to keep."""
+        if self.dialect != "sqlite" or not self._has_data():
+            return None
+        source = self.settings.sqlite_path
+        target = source.with_name(f"{source.name}.pre-{revision}")
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+        src, dst = sqlite3.connect(source), sqlite3.connect(partial)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        os.replace(partial, target)
+        sys.stderr.write(
+            f"multiflexi: {source} is at schema {self.current_revision()}; "
+            f"a copy of it was written to {target} before migrating to {revision}\n"
+        )
+        return target
+
+    def _has_data(self) -> bool:
+        with self.engine.connect() as conn:
+            for table in ("company", "apps", "job"):
+                if not self.engine.dialect.has_table(conn, table):
+                    continue
+                if conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first():
+                    return True
+        return False
 
     def dispose(self) -> None:
         self.engine.dispose()

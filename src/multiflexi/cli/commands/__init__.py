@@ -155,6 +155,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Rename a credential or change its values (a blank secret keeps the...",
     ),
+    "db:downgrade": (
+        "db",
+        (),
+        "Undo the newest migrations down to REV, before installing the...",
+    ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
     "housekeeping": (

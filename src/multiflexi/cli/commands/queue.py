@@ -105,6 +105,8 @@ def queue_process(limit: str | None, concurrency: str) -> None:
             daemon.process()
         finally:
             daemon.shutdown()
+    if daemon.fault is not None:
+        raise daemon.fault
     results = dict(daemon.results)
     data = {"processed": len(daemon.claimed), "jobs": daemon.claimed, "results": results}
     summary = ", ".join(f"{n} {s}" for s, n in sorted(results.items())) or "nothing was due"
