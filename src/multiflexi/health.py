@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from multiflexi.errors import ConfigError, KeyMismatch
+from multiflexi.errors import ConfigError, KeyMismatch, SecretError
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
@@ -27,7 +27,8 @@ class KeyState:
     """This process's master key against the database's key identity."""
 
     ok: bool
-    #: ``match``, ``mismatch``, ``missing`` (no key here), ``unrecorded`` (no secret yet)
+    #: ``match``, ``mismatch``, ``missing`` (no key here), ``unrecorded`` (no secret
+    #: yet), ``unreadable`` (a key file this process cannot read)
     state: str
     fingerprint: str | None
     source: str
@@ -52,7 +53,10 @@ def key_state(db: Database, settings: Settings) -> KeyState:
     from multiflexi.secrets import Vault, mismatch
 
     vault = Vault.from_settings(settings, db)
-    local = vault.local_key()
+    try:
+        local = vault.local_key()
+    except SecretError as exc:  # a key file that exists but cannot be read
+        return KeyState(False, "unreadable", None, "", db.keys.recorded(), exc.message)
     ours, source = local.fingerprint, local.source
     recorded = db.keys.recorded()
     if recorded is None:
@@ -84,7 +88,11 @@ def check_key(db: Database, settings: Settings) -> KeyState:
     """:func:`key_state`, raising :class:`KeyMismatch` with its line when it is wrong."""
     state = key_state(db, settings)
     if not state.ok:
-        raise KeyMismatch(state.message)
+        raise (
+            KeyMismatch(state.message)
+            if state.state != "unreadable"
+            else SecretError(state.message)
+        )
     return state
 
 

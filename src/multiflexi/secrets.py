@@ -166,7 +166,7 @@ class Vault:
                     fh.write(base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
         try:
             return LocalKey(path.read_text().strip().encode(), source)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return LocalKey(None, f"no {self._key_name}, no key file {path}")
         except OSError as exc:
             raise SecretError(f"cannot read master key {path}: {exc.strerror}") from None
