@@ -136,10 +136,11 @@ def test_preexecution_failures_end_the_job_failed_with_a_precise_reason(
     assert reason.encode() in arts["stderr.txt"][1]
 
 
-def test_an_output_directory_that_cannot_be_created_fails_the_job(
+def test_a_job_root_that_cannot_be_created_gives_the_job_back_in_its_attempt(
     tmp_path: Path, sqlite_db: Database
 ) -> None:
     from multiflexi.config import settings_from_values
+    from multiflexi.errors import ExecutorFault
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -148,9 +149,14 @@ def test_an_output_directory_that_cannot_be_created_fails_the_job(
     )
     db = Database(settings)
     _, _, rt_id = make_setup(db, cmdparams="-c pass")
-    job = run(db, rt_id)
-    assert job.status == JobStatus.FAILED and job.exitcode == 73
-    assert "output directory not creatable" in job.reason
+    made = create_job(db, settings, runtemplate_id=rt_id)
+    claim = claim_job(db, made.id, new_worker_id("test"), settings.lease_seconds)
+    with pytest.raises(ExecutorFault, match="queued again for another executor"):
+        JobRunner(db, settings, job_hooks=[]).perform_job(claim)
+    with db.read() as s:
+        job = s.get(Job, made.id)
+    assert job is not None and job.status == JobStatus.SCHEDULED and job.attempt == 1
+    assert "cannot run jobs: output directory not creatable" in job.reason
 
 
 def test_a_file_where_the_job_directory_goes_fails_the_job(sqlite_db: Database) -> None:

@@ -52,8 +52,9 @@ HOUSEKEEPING_LOCK = "housekeeping-interval"
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
 
-#: What a job's path imports on first use: loaded when the daemon starts, so that its
-#: first job does not wait ~80 ms for them.
+#: What a job's path imports on first use: loaded by a thread of their own when the
+#: daemon starts, while the loop claims its first job (which does not need them), so
+#: that neither the first claim nor the first job waits ~80 ms for them.
 _JOB_PATH_MODULES = (
     "multiflexi.artifacts.service",
     "multiflexi.companies.service",
@@ -403,12 +404,7 @@ class ExecutorDaemon:
             self.settings.describe_database(),
             once,
         )
-        for name in _JOB_PATH_MODULES:
-            importlib.import_module(name)
-        # What is loaded now (modules, mapped classes, compiled statements) lives as long
-        # as the daemon: kept out of the collector's full passes, which otherwise stop
-        # every thread for tens of milliseconds to walk it again.
-        gc.freeze()
+        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
         try:
             if once:
                 self._chore("requeue_lost", lambda: self._recover(utcnow()))
@@ -460,6 +456,19 @@ class ExecutorDaemon:
             self.signals.cancel.set()
             # Cancelled jobs get TERM, kill grace, KILL, then record their end.
             self.pool.join(self.settings.kill_grace + 30)
+
+
+def _warm_up() -> None:
+    """Import what a job's path needs, then freeze what is loaded."""
+    for name in _JOB_PATH_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the job that needs it will say so
+            log.debug("action=warm_up module=%s error=%s", name, one_line(exc))
+    # What is loaded now (modules, mapped classes, compiled statements) lives as long as
+    # the daemon: kept out of the collector's full passes, which otherwise stop every
+    # thread for tens of milliseconds to walk it again.
+    gc.freeze()
 
 
 class _Successor:

@@ -586,9 +586,15 @@ def _make_workdir(workdir: Path) -> None:
             if not workdir.is_dir():
                 raise
             os.chmod(workdir, 0o700)
-    except OSError as exc:  # the job root is the host's: another executor may manage
+    except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise ExecutorFault(f"output directory not creatable: {workdir}: {why}") from None
+        message = f"output directory not creatable: {workdir}: {why}"
+        root = workdir.parent
+        if exc.errno != errno.ENOSPC and root.is_dir() and os.access(root, os.W_OK | os.X_OK):
+            # Something in this job's own place (a stray file): the job's failure.
+            raise PreflightFailure(lifecycle.EXIT_CANT_CREATE, message) from None
+        # The job root or the disk, the host's: another executor may manage.
+        raise ExecutorFault(message) from None
 
 
 def _disk_full(path: Path) -> bool:
