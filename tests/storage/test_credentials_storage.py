@@ -128,7 +128,7 @@ def test_a_wrong_master_key_is_a_clear_secret_error(any_db: Database) -> None:
         credential_layer(s, ids.rt, other)
     # Checked against the database: the identity of its key is in the one line.
     checked = Vault("another-master-key", None, any_db.keys)
-    with any_db.read() as s, pytest.raises(KeyMismatch, match="master key mismatch: .* has key"):
+    with any_db.read() as s, pytest.raises(KeyMismatch, match=r"master key mismatch: .* has key"):
         credential_layer(s, ids.rt, checked)
 
 
