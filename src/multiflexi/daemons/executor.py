@@ -37,6 +37,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.jobs.runner import JobRunner
     from multiflexi.storage.database import Database
     from multiflexi.storage.pipeline import Executes
 
@@ -85,7 +86,6 @@ class ExecutorDaemon:
         env_file: str | None = None,
         job_hooks: list[Any] | None = None,
     ) -> None:
-        from multiflexi.jobs.runner import JobRunner
         from multiflexi.jobs.workdir import WorkdirSweeper
 
         self.db, self.settings, self.worker_id = db, settings, worker_id
@@ -93,9 +93,9 @@ class ExecutorDaemon:
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
         self.env_file = env_file
         self.sweeper = WorkdirSweeper()
-        self.runner = JobRunner(
-            db, settings, cancel=self.signals.cancel, job_hooks=job_hooks, sweeper=self.sweeper
-        )
+        self._job_hooks = job_hooks
+        self._runner: JobRunner | None = None
+        self._runner_lock = threading.Lock()
         parallel = max_parallel or settings.max_parallel
         self.pool = JobPool(self._perform, parallel, self._job_done, refill=self._refill)
         #: Held while claiming: by the loop, or by a job's thread that claims its next job.
@@ -118,6 +118,25 @@ class ExecutorDaemon:
         self._housekeeper: threading.Thread | None = None
         #: Why this host cannot run jobs, found while running one: the daemon stops.
         self.fault: ExecutorFault | None = None
+
+    @property
+    def runner(self) -> JobRunner:
+        """Runs the claimed jobs; built by the warm-up thread (or by the first job),
+        not before the first claim: its modules and the hooks' take a tenth of the
+        start-up."""
+        if self._runner is None:
+            with self._runner_lock:
+                if self._runner is None:
+                    from multiflexi.jobs.runner import JobRunner
+
+                    self._runner = JobRunner(
+                        self.db,
+                        self.settings,
+                        cancel=self.signals.cancel,
+                        job_hooks=self._job_hooks,
+                        sweeper=self.sweeper,
+                    )
+        return self._runner
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -404,7 +423,7 @@ class ExecutorDaemon:
             self.settings.describe_database(),
             once,
         )
-        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
         try:
             if once:
                 self._chore("requeue_lost", lambda: self._recover(utcnow()))
@@ -429,6 +448,20 @@ class ExecutorDaemon:
         if self.fault is not None:
             raise self.fault  # one line on stderr, exit 1
         return 0
+
+    def _warm_up(self) -> None:
+        """Build the job runner and import what a job's path needs, then freeze what is
+        loaded; in a thread of its own while the loop claims its first job."""
+        try:
+            self.runner  # noqa: B018 - built here rather than by the first job
+            for name in _JOB_PATH_MODULES:
+                importlib.import_module(name)
+        except Exception as exc:  # the first job meets it again and says so
+            log.error("action=warm_up error=%s", one_line(exc))
+        # What is loaded now (modules, mapped classes, compiled statements) lives as long
+        # as the daemon: kept out of the collector's full passes, which otherwise stop
+        # every thread for tens of milliseconds to walk it again.
+        gc.freeze()
 
     def _start_helpers(self) -> None:
         if self.db.dialect == "pgsql":
@@ -456,19 +489,6 @@ class ExecutorDaemon:
             self.signals.cancel.set()
             # Cancelled jobs get TERM, kill grace, KILL, then record their end.
             self.pool.join(self.settings.kill_grace + 30)
-
-
-def _warm_up() -> None:
-    """Import what a job's path needs, then freeze what is loaded."""
-    for name in _JOB_PATH_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # the job that needs it will say so
-            log.debug("action=warm_up module=%s error=%s", name, one_line(exc))
-    # What is loaded now (modules, mapped classes, compiled statements) lives as long as
-    # the daemon: kept out of the collector's full passes, which otherwise stop every
-    # thread for tens of milliseconds to walk it again.
-    gc.freeze()
 
 
 class _Successor:
