@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiflexi.errors import ConfigError, KeyMismatch, SecretError
@@ -96,24 +97,48 @@ def check_key(db: Database, settings: Settings) -> KeyState:
     return state
 
 
-def job_root_problem(settings: Settings) -> str | None:
-    """Why jobs cannot get a directory under the job root, or None when they can."""
+def job_root_problem(settings: Settings, *, create: bool = True) -> str | None:
+    """Why jobs cannot get a directory under the job root, or None when they can.
+    ``create``: make the root and a directory in it (an executor); else only look, so
+    that a ``status`` run by another user (root) makes nothing the executor's user then
+    cannot write into."""
     root = settings.job_root
     hint = ""
     if not settings.get("MULTIFLEXI_JOBS_DIR") and not settings.get("MULTIFLEXI_DATA_DIR"):
         hint = " (set MULTIFLEXI_DATA_DIR or MULTIFLEXI_JOBS_DIR)"
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = root / f".probe-{os.getpid()}"
-        os.mkdir(probe, 0o700)
-        os.rmdir(probe)
+        if create:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = root / f".probe-{os.getpid()}"
+            os.mkdir(probe, 0o700)
+            os.rmdir(probe)
+        else:
+            _writable_or_makeable(root)
     except OSError as exc:
         return f"job root {root} is not writable: {exc.strerror or exc}{hint}"
-    free_mb = free_megabytes(root)
+    free_mb = free_megabytes(root if root.exists() else _existing_ancestor(root))
     need = settings.min_free_mb
     if free_mb is not None and free_mb < need:
         return f"job root {root} has {free_mb} MB free, less than MULTIFLEXI_MIN_FREE_MB={need}"
     return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _writable_or_makeable(root: Path) -> None:
+    """Raise the OSError that making a directory in ``root`` (or ``root`` itself) would
+    meet, without making anything."""
+    import errno
+
+    place = _existing_ancestor(root)
+    if not place.is_dir():
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
 
 def free_megabytes(path: os.PathLike[str] | str) -> int | None:

@@ -189,7 +189,7 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         daemons = list_workers(session, now)
     from multiflexi.health import job_root_problem, key_state
 
-    problem = job_root_problem(settings)
+    problem = job_root_problem(settings, create=False)
     return {
         "version": __version__,
         "database": {

@@ -5,6 +5,7 @@ came from, never creates a key, and its daemons refuse to start (issue 32, item 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from sqlalchemy import delete
 
 from multiflexi.secrets import fingerprint
 from multiflexi.storage.database import Database
-from multiflexi.storage.models import Company, Setting
+from multiflexi.storage.models import Company, RunTemplate, Setting
 from tests.conftest import ServerDatabases, open_database
 from tests.daemons.helpers import BIN, EXECUTOR, SCHEDULER, Daemon, daemon_env, job
 from tests.factories import make_setup
@@ -87,8 +88,6 @@ def _store_a_secret(host: Host, company: str, name: str = "bank") -> int:
             "--field", "TOKEN:secret:required")  # fmt: skip
     out = host.ok("credential:create", "--name", name, "--company", company,
                   "--type", "Tok", "--field", "TOKEN=s3cret-token", "-f", "json")  # fmt: skip
-    import json
-
     return int(json.loads(out)["credential_id"])
 
 
@@ -102,7 +101,8 @@ def test_a_host_without_the_key_refuses_every_secret_and_creates_none(
     shared: Database, tmp_path: Path
 ) -> None:
     a, b = make_host(shared, tmp_path, "a"), make_host(shared, tmp_path, "b")
-    cred = _store_a_secret(a, _company(shared))
+    company = _company(shared)
+    cred = _store_a_secret(a, company)
     theirs = a.fingerprint()
 
     refused = b("credential:get", cred, "--reveal", "--yes")
@@ -115,15 +115,13 @@ def test_a_host_without_the_key_refuses_every_secret_and_creates_none(
         "no new key is created while the database holds secrets"
     )
     written = b("credential:create", "--name", "other", "--company",
-                _company_slug(shared), "--type", "Tok", "--field", "TOKEN=x")  # fmt: skip
+                company, "--type", "Tok", "--field", "TOKEN=x")  # fmt: skip
     assert written.returncode == 1 and _one_line(written.stderr) == line
     assert not b.key_file.exists()
     # Listing needs no key: redacted values are shown as before.
     assert "••••••••" in b.ok("credential:get", cred)
 
     status = b("status", "-f", "json")
-    import json
-
     state = json.loads(status.stdout)["encryption"]
     assert status.returncode == 0 and not state["ok"] and state["state"] == "missing"
     assert state["database"] == theirs and state["fingerprint"] is None
@@ -152,11 +150,6 @@ def test_a_host_without_the_key_refuses_every_secret_and_creates_none(
     assert "s3cret-token" in b.ok("credential:get", cred, "--reveal", "--yes")
     state = json.loads(b.ok("status", "-f", "json"))["encryption"]
     assert state["ok"] and state["state"] == "match" and state["fingerprint"] == theirs
-
-
-def _company_slug(db: Database) -> str:
-    with db.read() as session:
-        return str(session.query(Company.slug).first()[0])  # type: ignore[index]
 
 
 @pytest.mark.parametrize("argv", [[EXECUTOR], [SCHEDULER]], ids=["executor", "scheduler"])
@@ -215,12 +208,8 @@ def test_an_executor_whose_key_turns_out_wrong_gives_the_job_back_and_stops(
         executor_b.wait_for_log("action=start ")
         cred = _store_a_secret(a, company)
         with shared.read() as session:
-            from multiflexi.storage.models import RunTemplate
-
             rt_id = session.query(RunTemplate.id).one()[0]
         a.ok("run-template:assign-credential", "--id", rt_id, "--credential_id", cred)
-        import json
-
         job_id = json.loads(a.ok("job:create", "--template", rt_id, "-f", "json"))["job_id"]
         assert executor_b.wait(60) == 1
     finally:

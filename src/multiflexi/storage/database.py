@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -416,15 +416,24 @@ class Database:
         source = self.settings.sqlite_path
         target = source.with_name(f"{source.name}.pre-{revision}")
         partial = target.with_name(target.name + ".partial")
-        partial.unlink(missing_ok=True)
-        os.close(os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
-        src, dst = sqlite3.connect(source), sqlite3.connect(partial)
         try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        os.replace(partial, target)
+            partial.unlink(missing_ok=True)
+            os.close(os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            src, dst = sqlite3.connect(source), sqlite3.connect(partial)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            os.replace(partial, target)
+        except (OSError, sqlite3.Error) as exc:
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise DatabaseError(
+                f"cannot write a copy of {source} to {target} before migrating: {why}; "
+                "nothing was changed"
+            ) from None
         sys.stderr.write(
             f"multiflexi: {source} is at schema {self.current_revision()}; "
             f"a copy of it was written to {target} before migrating to {revision}\n"
