@@ -305,3 +305,20 @@ def test_output_is_visible_while_the_job_runs(sqlite_db: Database, tmp_path: Pat
     assert seen == b"first\n"
     assert pid is not None  # a running job shows its pid
     assert artifacts(sqlite_db, job.id)["stdout.txt"][1] == b"first\nsecond\n"
+
+
+def test_an_internal_error_while_preparing_fails_the_job_at_once_with_it(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multiflexi.jobs import runner
+
+    def broken(app: object, values: object) -> list[str]:
+        raise RuntimeError("a bug in building the command line")
+
+    monkeypatch.setattr(runner, "_argv", broken)
+    _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass")
+    job = run(sqlite_db, rt_id)
+    assert job.status == JobStatus.FAILED and job.exitcode == 70
+    assert job.reason == (
+        "internal error preparing the job: RuntimeError: a bug in building the command line"
+    )

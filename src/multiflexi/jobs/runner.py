@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from multiflexi import queue
-from multiflexi.errors import ExecutorFault, Invalid, KeyMismatch, SecretError
+from multiflexi.errors import DatabaseError, ExecutorFault, Invalid, KeyMismatch, SecretError
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
@@ -228,6 +228,14 @@ class JobRunner:
             raise ExecutorFault(exc.message) from exc
         except (Invalid, SecretError) as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
+        except DatabaseError:
+            raise  # retried for the lease's time already: the lease decides
+        except Exception as exc:  # a fault of ours: the job ends now, with it, not lost later
+            log.error("action=prepare_failed job_id=%s", claim.job_id, exc_info=True)
+            raise PreflightFailure(
+                lifecycle.EXIT_SOFTWARE,
+                f"internal error preparing the job: {type(exc).__name__}: {exc}",
+            ) from exc
         if changed:  # usually nothing: the job was made from the same configuration
             self.db.transact(
                 lambda conn: conn.execute(
