@@ -598,10 +598,11 @@ def _make_workdir(workdir: Path) -> None:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         message = f"output directory not creatable: {workdir}: {why}"
         root = workdir.parent
-        if exc.errno != errno.ENOSPC and root.is_dir() and os.access(root, os.W_OK | os.X_OK):
-            # Something in this job's own place (a stray file): the job's failure.
+        if exc.errno == errno.ENOSPC or (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
+            # A full disk (it may be a job's doing, and pass) or a stray file in this
+            # job's own place: the job fails, the executor goes on.
             raise PreflightFailure(lifecycle.EXIT_CANT_CREATE, message) from None
-        # The job root or the disk, the host's: another executor may manage.
+        # The job root itself is unusable, the host's fault: another executor may manage.
         raise ExecutorFault(message) from None
 
 
