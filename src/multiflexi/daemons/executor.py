@@ -53,9 +53,9 @@ HOUSEKEEPING_LOCK = "housekeeping-interval"
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
 
-#: What a job's path imports on first use: loaded by a thread of their own when the
-#: daemon starts, while the loop claims its first job (which does not need them), so
-#: that neither the first claim nor the first job waits ~80 ms for them.
+#: What a job's path imports on first use: loaded by a thread of their own right after
+#: the daemon's first claim (which does not need them), so that neither the first claim
+#: nor, usually, the first job waits ~80 ms for them.
 _JOB_PATH_MODULES = (
     "multiflexi.artifacts.service",
     "multiflexi.companies.service",
@@ -96,6 +96,10 @@ class ExecutorDaemon:
         self._job_hooks = job_hooks
         self._runner: JobRunner | None = None
         self._runner_lock = threading.Lock()
+        #: What the first step does once its claim is made: the warm-up (see _warm_up),
+        #: the LISTEN thread and the metrics server (their imports and connections
+        #: would compete with the first claim for the interpreter lock).
+        self._after_first_claim: list[Callable[[], None]] = []
         parallel = max_parallel or settings.max_parallel
         self.pool = JobPool(self._perform, parallel, self._job_done, refill=self._refill)
         #: Held while claiming: by the loop, or by a job's thread that claims its next job.
@@ -149,6 +153,10 @@ class ExecutorDaemon:
         try:
             return self._claim_due(now)
         finally:
+            if self._after_first_claim:
+                starts, self._after_first_claim = self._after_first_claim, []
+                for start in starts:
+                    self._chore("start", start)
             if self.maintenance:
                 self._maintain(now)
 
@@ -423,13 +431,14 @@ class ExecutorDaemon:
             self.settings.describe_database(),
             once,
         )
-        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+        warm = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+        self._after_first_claim = [warm.start]
         try:
             if once:
                 self._chore("requeue_lost", lambda: self._recover(utcnow()))
                 self.process()
             else:
-                self._start_helpers()
+                self._after_first_claim.append(self._start_helpers)
                 run_loop(
                     self.step,
                     wake=self.signals.wake,
@@ -451,7 +460,9 @@ class ExecutorDaemon:
 
     def _warm_up(self) -> None:
         """Build the job runner and import what a job's path needs, then freeze what is
-        loaded; in a thread of its own while the loop claims its first job."""
+        loaded; in a thread of its own started after the first claim, so that the claim
+        neither waits for this work nor for the interpreter lock it holds (each of the
+        claim's round trips would wait for it again)."""
         try:
             self.runner  # noqa: B018 - built here rather than by the first job
             for name in _JOB_PATH_MODULES:
