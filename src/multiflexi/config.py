@@ -50,6 +50,7 @@ KNOWN_KEYS = frozenset(
         "MULTIFLEXI_JOBS_DIR",
         "MULTIFLEXI_KEEP_JOB_DIR",
         "MULTIFLEXI_MAX_PARALLEL",
+        "MULTIFLEXI_MIN_FREE_MB",
         "MULTIFLEXI_LEASE_SECONDS",
         "MULTIFLEXI_POLL_INTERVAL",
         "MULTIFLEXI_KILL_GRACE",
@@ -129,6 +130,8 @@ class Settings:
     keep_job_dir: bool = False
     timezone: str = "UTC"
     max_parallel: int = 2
+    #: Free space the job root must have for an executor to start (megabytes).
+    min_free_mb: int = 64
     lease_seconds: int = 60
     poll_interval: float = 0.1
     kill_grace: float = 10.0
@@ -311,6 +314,7 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         keep_job_dir=_truthy(values.get("MULTIFLEXI_KEEP_JOB_DIR")),
         timezone=tz,
         max_parallel=_int(values, "MULTIFLEXI_MAX_PARALLEL", 2, 1),
+        min_free_mb=_int(values, "MULTIFLEXI_MIN_FREE_MB", 64, 0),
         lease_seconds=_int(values, "MULTIFLEXI_LEASE_SECONDS", 60, 2),
         poll_interval=poll,
         kill_grace=grace,

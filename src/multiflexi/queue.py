@@ -427,10 +427,11 @@ def claimed_since(session: Session, worker: str, since: datetime) -> list[int]:
     return list(session.scalars(stmt.order_by(Job.id)))
 
 
-def give_back(db: Database, job_id: int, worker: str) -> bool:
+def give_back(db: Database, job_id: int, worker: str, *, reason: str = "") -> bool:
     """Put a job claimed by ``worker`` but never started back in the queue, due at its
-    planned time (priority 0: the job row does not keep it). False when the job is not
-    ``worker``'s running job any more."""
+    planned time (priority 0: the job row does not keep it), with ``reason`` on the job
+    (until its next run ends). False when the job is not ``worker``'s running job any
+    more."""
 
     def attempt(session: Session) -> bool:
         taken = session.execute(
@@ -438,6 +439,7 @@ def give_back(db: Database, job_id: int, worker: str) -> bool:
             .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
             .values(
                 status=JobStatus.SCHEDULED,
+                reason=reason,
                 worker="",
                 host="",
                 begin=None,

@@ -257,12 +257,9 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         }
         daemons = list_workers(session, now)
         problems = _problems(session)
-    key_file = settings.data_dir / "master.key"
-    if settings.master_key:
-        encryption = {"master_key": "configured (ENCRYPTION_MASTER_KEY)", "key_file": None}
-    else:
-        state = "key file" if key_file.exists() else "key file (created on first use)"
-        encryption = {"master_key": state, "key_file": str(key_file)}
+    from multiflexi.health import job_root_problem, key_state
+
+    problem = job_root_problem(settings, create=False)
     return {
         "version": __version__,
         "database": {
@@ -275,7 +272,12 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         "counts": counts,
         "daemons": daemons,
         "timezone": settings.timezone,
-        "encryption": encryption,
+        "encryption": key_state(db, settings).as_dict(),
+        "job_root": {
+            "path": str(settings.job_root),
+            "ok": problem is None,
+            "problem": problem,
+        },
         "problems": problems,
     }
 

@@ -111,7 +111,7 @@ def test_credential_operations(api: object, sqlite_server: Server) -> None:
         )
         cred = create_credential(
             s,
-            Vault.from_settings(db.settings),
+            Vault.from_settings(db.settings, db),
             company_id=sqlite_server.ids["a"]["company"],
             type_id=ct.id,
             name="client cred",

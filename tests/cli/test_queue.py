@@ -126,6 +126,6 @@ def test_status_tells_the_installation_and_its_live_daemons(cli: Cli, sqlite_db:
     assert data["counts"]["jobs"]["running"] == 1
     alive = {d["id"]: d["alive"] for d in data["daemons"]}
     assert alive == {"executor@here:1:abc": True, "scheduler@here:2:def": False}
-    assert data["timezone"] == "UTC" and data["encryption"]["master_key"].startswith("key file")
+    assert data["timezone"] == "UTC" and data["encryption"]["ok"] and data["job_root"]["ok"]
     text = cli.ok("status").stdout
     assert f"revision {HEAD}, up to date" in text and "executor@here:1:abc" in text

@@ -227,7 +227,7 @@ def test_secret_values_are_sealed_at_rest_and_never_shown(
     assert by_name["API_PASSWORD"]["value"] == REDACTED
     assert by_name["TOKEN"]["default"] == REDACTED
 
-    vault = Vault.from_settings(sqlite_db.settings)
+    vault = Vault.from_settings(sqlite_db.settings, sqlite_db)
     with sqlite_db.read() as s:
         rt = get_runtemplate(s, rt_id)
         layer = {v.name: v for v in config_layer(s, rt, vault)}

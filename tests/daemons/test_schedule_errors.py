@@ -25,8 +25,11 @@ from tests.factories import make_setup
 from tests.support_servers import TrapperServer
 
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+# The database's key identity is this process's key: a value sealed under another key
+# is a damaged value of this template, not a host whose key is wrong.
 UNDECRYPTABLE = (
-    "a secret cannot be decrypted: the master key differs from the one that encrypted it"
+    "a secret cannot be decrypted although this process's master key is the database's:"
+    " the stored value is damaged"
 )
 
 

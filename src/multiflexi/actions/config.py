@@ -167,7 +167,7 @@ def set_action(
     if mode not in cls.modes:
         raise Invalid(f"action {cls.name} runs only on {' or '.join(cls.modes)}, not on {mode}")
     check_names(cls, assignments)
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
 
     def write(session: Session) -> dict[str, Any]:
         rt = get_runtemplate(session, rt_id)

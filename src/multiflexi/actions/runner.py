@@ -82,7 +82,7 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
     with db.read() as session:  # most templates have no actions: one cheap query says so
         if not session.connection().execute(_HAS_ACTIONS, {"b_job": job_id}).scalar():
             return []
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
     with db.read() as session:
         job = session.get(Job, job_id)
         if job is None or job.runtemplate_id is None or not is_final(job.status):

@@ -36,6 +36,7 @@ from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_dae
 from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.errors import ExecutorFault
 from multiflexi.jobs.context import read_context
 from multiflexi.jobs.lifecycle import origin
 from multiflexi.monitoring import counters
@@ -44,6 +45,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.jobs.runner import JobRunner
     from multiflexi.storage.database import Database
     from multiflexi.storage.pipeline import Executes
 
@@ -61,8 +63,9 @@ LOCAL_SWEEP_SECONDS = 3600.0
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
 
-#: What a job's path imports on first use: loaded when the daemon starts, so that its
-#: first job does not wait ~80 ms for them.
+#: What a job's path imports on first use: loaded by a thread of their own right after
+#: the daemon's first claim (which does not need them), so that neither the first claim
+#: nor, usually, the first job waits ~80 ms for them.
 _JOB_PATH_MODULES = (
     "multiflexi.artifacts.service",
     "multiflexi.companies.service",
@@ -93,7 +96,6 @@ class ExecutorDaemon:
         job_hooks: list[Any] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
-        from multiflexi.jobs.runner import JobRunner
         from multiflexi.jobs.workdir import WorkdirSweeper
 
         self.db, self.settings, self.worker_id = db, settings, worker_id
@@ -101,9 +103,13 @@ class ExecutorDaemon:
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
         self.notifier = notifier or Notifier()
         self.sweeper = WorkdirSweeper()
-        self.runner = JobRunner(
-            db, settings, cancel=self.signals.cancel, job_hooks=job_hooks, sweeper=self.sweeper
-        )
+        self._job_hooks = job_hooks
+        self._runner: JobRunner | None = None
+        self._runner_lock = threading.Lock()
+        #: What the first step does once its claim is made: the warm-up (see _warm_up),
+        #: the LISTEN thread and the metrics server (their imports and connections
+        #: would compete with the first claim for the interpreter lock).
+        self._after_first_claim: list[Callable[[], None]] = []
         parallel = max_parallel or settings.max_parallel
         self.pool = JobPool(self._perform, parallel, self._job_done, refill=self._refill)
         #: Held while claiming: by the loop, or by a job's thread that claims its next job.
@@ -130,6 +136,27 @@ class ExecutorDaemon:
         from multiflexi.monitoring.counters import DaemonProbe
 
         self.probe = DaemonProbe("executor", worker_id, self._gauges)
+        #: Why this host cannot run jobs, found while running one: the daemon stops.
+        self.fault: ExecutorFault | None = None
+
+    @property
+    def runner(self) -> JobRunner:
+        """Runs the claimed jobs; built by the warm-up thread (or by the first job),
+        not before the first claim: its modules and the hooks' take a tenth of the
+        start-up."""
+        if self._runner is None:
+            with self._runner_lock:
+                if self._runner is None:
+                    from multiflexi.jobs.runner import JobRunner
+
+                    self._runner = JobRunner(
+                        self.db,
+                        self.settings,
+                        cancel=self.signals.cancel,
+                        job_hooks=self._job_hooks,
+                        sweeper=self.sweeper,
+                    )
+        return self._runner
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -142,6 +169,10 @@ class ExecutorDaemon:
         try:
             return self._claim_due(now)
         finally:
+            if self._after_first_claim:
+                starts, self._after_first_claim = self._after_first_claim, []
+                for start in starts:
+                    self._chore("start", start)
             if self.maintenance:
                 self._maintain(now)
 
@@ -276,6 +307,12 @@ class ExecutorDaemon:
                     successor=successor,
                 )
             )
+        except ExecutorFault as fault:
+            # This host cannot run jobs: the job went back to the queue, and the
+            # executor stops (after its running jobs) rather than fail the next ones.
+            self.fault = self.fault or fault
+            self.signals.stop()
+            status = "requeued"
         except Exception as exc:
             # Not only a log line: the job ends failed with the reason now (retried as its
             # template says), instead of waiting for its lease and being called lost.
@@ -486,18 +523,14 @@ class ExecutorDaemon:
             self.settings.describe_database(),
             once,
         )
-        for name in _JOB_PATH_MODULES:
-            importlib.import_module(name)
-        # What is loaded now (modules, mapped classes, compiled statements) lives as long
-        # as the daemon: kept out of the collector's full passes, which otherwise stop
-        # every thread for tens of milliseconds to walk it again.
-        gc.freeze()
+        warm = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+        self._after_first_claim = [warm.start]
         try:
             if once:
                 self._chore("requeue_lost", lambda: self._recover(utcnow()))
                 self.process()
             else:
-                self._start_helpers()
+                self._after_first_claim.append(self._start_helpers)
                 self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,
@@ -523,7 +556,25 @@ class ExecutorDaemon:
                 self.worker_id,
                 ",".join(f"{k}:{n}" for k, n in sorted(self.results.items())) or "none",
             )
+        if self.fault is not None:
+            raise self.fault  # one line on stderr, exit 1
         return 0
+
+    def _warm_up(self) -> None:
+        """Build the job runner and import what a job's path needs, then freeze what is
+        loaded; in a thread of its own started after the first claim, so that the claim
+        neither waits for this work nor for the interpreter lock it holds (each of the
+        claim's round trips would wait for it again)."""
+        try:
+            self.runner  # noqa: B018 - built here rather than by the first job
+            for name in _JOB_PATH_MODULES:
+                importlib.import_module(name)
+        except Exception as exc:  # the first job meets it again and says so
+            log.error("action=warm_up error=%s", one_line(exc))
+        # What is loaded now (modules, mapped classes, compiled statements) lives as long
+        # as the daemon: kept out of the collector's full passes, which otherwise stop
+        # every thread for tens of milliseconds to walk it again.
+        gc.freeze()
 
     def _start_helpers(self) -> None:
         if self.db.dialect == "pgsql":

@@ -215,6 +215,33 @@ def daemon_main(prog: str, debug: bool, body: Callable[[], int]) -> int:
         return 1
 
 
+def startup_checks(settings: Settings, db: Database, *, runs_jobs: bool) -> None:
+    """What a daemon needs before it may start (the database and its schema were checked
+    when it was opened): the master key against the database's key identity, and for a
+    daemon that runs jobs a writable job root with free space. Raises the first problem
+    (one line, exit 1); logs what it found."""
+    from multiflexi.health import check_job_root, check_key
+
+    key = check_key(db, settings)
+    if runs_jobs:
+        check_job_root(settings)
+    log.info(
+        "action=checks key=%s key_source=%s key_state=%s job_root=%s",
+        key.fingerprint or "none",
+        _quoted(key.source),
+        key.state,
+        _quoted(str(settings.job_root)) if runs_jobs else "-",
+    )
+
+
+def _quoted(value: str) -> str:
+    return (
+        value
+        if value and " " not in value and '"' not in value
+        else '"' + value.replace('"', '\\"') + '"'
+    )
+
+
 class Servable(Protocol):
     def serve(self, once: bool = False) -> int: ...
 
@@ -225,9 +252,11 @@ def run_daemon(
     build: Callable[[Settings, Database, DaemonSignals, Notifier], Servable],
     *,
     prepare: bool = False,
+    runs_jobs: bool = True,
 ) -> NoReturn:
-    """A daemon's whole life: settings, database, signal handlers, ``serve()``, exit.
-    ``serve()`` tells systemd (``Type=notify``) when it is ready and when it stops."""
+    """A daemon's whole life: settings, database, start-up checks, signal handlers,
+    ``serve()``, exit. ``serve()`` tells systemd (``Type=notify``) when it is ready and
+    when it stops."""
 
     def body() -> int:
         from multiflexi.daemons.notify import Notifier
@@ -235,6 +264,11 @@ def run_daemon(
 
         notifier = Notifier.from_environ()
         settings, db = open_database(args, prepare=prepare)
+        try:
+            startup_checks(settings, db, runs_jobs=runs_jobs)
+        except BaseException:
+            db.dispose()
+            raise
         signals = DaemonSignals()
         signals.install()
         try:

@@ -20,6 +20,7 @@ from multiflexi import queue, workers
 from multiflexi.daemons.loop import one_line, parse_args, run_daemon, run_loop
 from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.errors import KeyMismatch
 from multiflexi.scheduling.scheduler import Scheduler, StepResult
 from multiflexi.storage.types import utcnow
 
@@ -49,6 +50,8 @@ class SchedulerDaemon:
         self.notifier = notifier or Notifier()
         self.scheduler = Scheduler(db, settings)
         self.last: StepResult | None = None
+        #: Why this scheduler cannot queue jobs, found in a step: the daemon stops.
+        self.fault: KeyMismatch | None = None
         self._next_beat = utcnow()
         self.zabbix = _zabbix_report(settings)
         #: Failed steps, recorded in our ``worker`` row (``status`` shows it).
@@ -71,7 +74,12 @@ class SchedulerDaemon:
             except Exception as exc:
                 log.error("action=beat error=%s", one_line(exc))
                 self.errors.failed("beat", exc)
-        self.last = self.scheduler.step(now)
+        try:
+            self.last = self.scheduler.step(now)
+        except KeyMismatch as exc:  # no job can be made with this key: stop, say why
+            self.fault = exc
+            self.signals.stop()
+            return False
         if self.zabbix is not None:
             self.zabbix.tick(self._broken)
         return False
@@ -153,6 +161,8 @@ class SchedulerDaemon:
             except Exception as exc:
                 log.error("action=mark_stopped error=%s", one_line(exc))
             log.info("action=stop worker=%s", self.worker_id)
+        if self.fault is not None:
+            raise self.fault  # one line on stderr, exit 1
         return 0
 
 
@@ -179,6 +189,7 @@ def run(argv: Sequence[str] | None = None) -> None:
             signals=signals,
             notifier=notifier,
         ),
+        runs_jobs=False,
     )
 
 

@@ -28,6 +28,7 @@ EXIT_CONFIG = 78
 EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 EXIT_IO_ERROR = 74
+EXIT_SOFTWARE = 70
 
 
 def can_move(current: str, target: JobStatus) -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from multiflexi import queue
-from multiflexi.errors import Invalid
+from multiflexi.errors import DatabaseError, ExecutorFault, Invalid, KeyMismatch, SecretError
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
@@ -106,7 +106,7 @@ class JobRunner:
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
-        self.vault = Vault.from_settings(settings)
+        self.vault = Vault.from_settings(settings, db)
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self.leases = LeaseKeeper(db, settings.lease_seconds)
         self.app_facts = AppFactsCache()
@@ -136,6 +136,10 @@ class JobRunner:
                     if process_started is not None:
                         process_started()  # no process will start
                     return self._fail_before_start(claim, failure)
+                except ExecutorFault as fault:
+                    if process_started is not None:
+                        process_started()
+                    raise self._give_back(claim, fault) from None
                 self._emit("started", claim.job_id)
                 job_cancel = _AnyEvent(self.cancel, lease.lost)
                 result = self.launch_job(prepared, job_cancel, lease, started=process_started)
@@ -230,10 +234,20 @@ class JobRunner:
         try:
             # Reading only: on SQLite no write lock is held while the environment is built.
             changed, prepared = self.db.query(prepare)
-        except PreflightFailure:
+        except (PreflightFailure, ExecutorFault):
             raise
-        except Invalid as exc:
+        except KeyMismatch as exc:  # this host's key, not the job's secrets
+            raise ExecutorFault(exc.message) from exc
+        except (Invalid, SecretError) as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
+        except DatabaseError:
+            raise  # retried for the lease's time already: the lease decides
+        except Exception as exc:  # a fault of ours: the job ends now, with it, not lost later
+            log.error("action=prepare_failed job_id=%s", claim.job_id, exc_info=True)
+            raise PreflightFailure(
+                lifecycle.EXIT_SOFTWARE,
+                f"internal error preparing the job: {type(exc).__name__}: {exc}",
+            ) from exc
         if changed:  # usually nothing: the job was made from the same configuration
             self.db.transact(
                 lambda conn: conn.execute(
@@ -437,6 +451,19 @@ class JobRunner:
             )
         return won
 
+    def _give_back(self, claim: Claim, fault: ExecutorFault) -> ExecutorFault:
+        """Put a job this host cannot run back in the queue for another executor, with
+        the reason on the job (its attempt is not used up); the fault to raise, saying
+        what became of the job."""
+        reason = f"requeued: {claim.worker} on {queue.HOSTNAME} cannot run jobs: {fault.message}"
+        log.error("action=executor_fault job_id=%s error=%s", claim.job_id, fault.message)
+        try:
+            queued = queue.give_back(self.db, claim.job_id, claim.worker, reason=reason)
+        except Exception as exc:  # the lease runs out and recovery requeues it
+            return ExecutorFault(f"{fault.message}; job {claim.job_id} not requeued: {exc}")
+        what = "queued again for another executor" if queued else "no longer ours"
+        return ExecutorFault(f"{fault.message} (job {claim.job_id} {what})")
+
     def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         def outputs(session: Session) -> int | None:
             job = session.get(Job, claim.job_id)
@@ -546,7 +573,9 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
             backoff=rt.retry_backoff,
             min_gap=rt.retry_min_gap,
         )
-        overrides = environment.open_overrides(job.overrides or {}, Vault.from_settings(settings))
+        overrides = environment.open_overrides(
+            job.overrides or {}, Vault.from_settings(settings, db)
+        )
     if delay is None:
         return None
     retry = create_job(
@@ -651,9 +680,14 @@ def _make_workdir(workdir: Path) -> None:
             os.chmod(workdir, 0o700)
     except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise PreflightFailure(
-            lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
-        ) from None
+        message = f"output directory not creatable: {workdir}: {why}"
+        root = workdir.parent
+        if exc.errno == errno.ENOSPC or (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
+            # A full disk (it may be a job's doing, and pass) or a stray file in this
+            # job's own place: the job fails, the executor goes on.
+            raise PreflightFailure(lifecycle.EXIT_CANT_CREATE, message) from None
+        # The job root itself is unusable, the host's fault: another executor may manage.
+        raise ExecutorFault(message) from None
 
 
 def _disk_full(path: Path) -> bool:

@@ -94,7 +94,7 @@ def create_job(
     """
     overrides = dict(overrides or {})
     check_overrides(overrides)
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
 
     def initialise(session: Session) -> Job:
         rt = session.get(RunTemplate, runtemplate_id)

@@ -252,7 +252,7 @@ class ZabbixHook:
         from multiflexi.secrets import Vault
 
         info, secrets, _ = load_job_info(
-            event.db, event.job_id, Vault.from_settings(event.settings)
+            event.db, event.job_id, Vault.from_settings(event.settings, event.db)
         )
         return info, secrets
 

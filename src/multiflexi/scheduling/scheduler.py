@@ -46,6 +46,7 @@ from multiflexi.scheduling.bulk import CreatedJob, JobRequest, bulk_create_jobs
 from multiflexi.scheduling.calendar import INTERVAL_NAMES, next_fire
 from multiflexi.scheduling.problems import one_line, record_errors
 from multiflexi.scheduling.rows import IN_CHUNK, among
+from multiflexi.secrets import Vault
 from multiflexi.storage.models import App, Company, Job, RunTemplate, ScheduledTick
 from multiflexi.storage.types import utcnow
 
@@ -266,6 +267,7 @@ class Scheduler:
         #: Template -> the reason last logged: logged once, not at every step.
         self._warned: dict[int, str] = {}
         self._invalid: dict[int, str] = {}  # found by a scan, recorded after it
+        self.vault = Vault.from_settings(settings, db)
         _import_step_modules()
 
     def ticks(self, interv: str, cron: str | None, delay: int, now: datetime) -> Ticks:
@@ -412,7 +414,11 @@ class Scheduler:
                 requests.append(JobRequest(rt, d.tick, d.schedule_type))
                 following[rt.id] = d.following
             jobs = bulk_create_jobs(
-                session, self.settings, requests, lambda rt_id, why: skipped.update({rt_id: why})
+                session,
+                self.settings,
+                requests,
+                lambda rt_id, why: skipped.update({rt_id: why}),
+                vault=self.vault,
             )
             # Written when the reason is new (the template's row is locked and read):
             # a template that stays broken costs no write per step.

@@ -279,7 +279,7 @@ def create_runtemplate(
     with db.session() as s:
         rt, _assigned = create(
             s,
-            Vault.from_settings(settings),
+            Vault.from_settings(settings, db),
             app=get_app(s, who, body.app_id),
             company=get_company(s, who, body.company_id),
             settings=values,
@@ -310,7 +310,7 @@ def update_runtemplate(
     values, config = body.split()
     with db.session() as s:
         find(s, who, rt_id, write=True)
-        update(s, Vault.from_settings(settings), rt_id, settings=values, config=config)
+        update(s, Vault.from_settings(settings, db), rt_id, settings=values, config=config)
         data = shapes.runtemplate_wire(find(s, who, rt_id), shape)
     return render(data, suffix, status=201)
 
@@ -375,7 +375,7 @@ def update_credential(
         if body is not None and (body.name or body.values):
             update(
                 s,
-                Vault.from_settings(settings),
+                Vault.from_settings(settings, db),
                 credential_id,
                 name=body.name,
                 values=body.values or {},

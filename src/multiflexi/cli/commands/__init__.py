@@ -165,6 +165,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Copy the SQLite database while daemons run (a new file, mode 0600).",
     ),
+    "db:downgrade": (
+        "db",
+        (),
+        "Undo the newest migrations down to REV, before installing the...",
+    ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
     "executor:list": (

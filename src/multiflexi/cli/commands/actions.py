@@ -95,7 +95,7 @@ def action_template_list(rt_id: str) -> None:
     from multiflexi.secrets import Vault
 
     with ctx.db.read() as session:
-        rows = template_actions(session, template, Vault.from_settings(ctx.settings))
+        rows = template_actions(session, template, Vault.from_settings(ctx.settings, ctx.db))
     if ctx.fmt != "json" and not rows:
         emit(rows, ctx.fmt, text=f"Run template {template} has no actions.")
         return

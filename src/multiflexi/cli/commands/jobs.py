@@ -207,7 +207,9 @@ def job_show(
         if show_env:
             if reveal:
                 confirm(f"Reveal the secret values of job {job_id}?", yes)
-            record["env"] = env_rows(job, Vault.from_settings(ctx.settings) if reveal else None)
+            record["env"] = env_rows(
+                job, Vault.from_settings(ctx.settings, ctx.db) if reveal else None
+            )
     tails: dict[str, str] = {}
     for art in record["artifacts"]:  # type: ignore[attr-defined]
         if art["filename"] in ("stdout.txt", "stderr.txt") and count > 0:

@@ -141,6 +141,8 @@ def queue_process(limit: str | None, concurrency: str, progress: bool | None) ->
             daemon.shutdown()
             if reporter is not None:
                 reporter.stop()
+    if daemon.fault is not None:
+        raise daemon.fault
     assert daemon.claim_until is not None
     _summary(daemon.claimed, dict(daemon.results), daemon.claim_until)
 

@@ -204,7 +204,8 @@ def _app(session: Any, app_id: str | None, app_uuid: str | None) -> Any:
 def _vault() -> Any:
     from multiflexi.secrets import Vault
 
-    return Vault.from_settings(cli_context().settings)
+    ctx = cli_context()
+    return Vault.from_settings(ctx.settings, ctx.db)
 
 
 def _warn_missing(missing: list[str]) -> None:

@@ -14,11 +14,13 @@ def _text(data: dict[str, Any]) -> str:
     counts = data["counts"]
     jobs = ", ".join(f"{k} {v}" for k, v in counts["jobs"].items() if v) or "none"
     enc = data["encryption"]
+    root = data["job_root"]
     head = {
         "version": data["version"],
         "database": f"{db['location']} (revision {db['revision'] or 'none'}, {state})",
         "timezone": data["timezone"],
-        "encryption": enc["master_key"] + (f" {enc['key_file']}" if enc["key_file"] else ""),
+        "master key": enc["message"] if enc["ok"] else f"PROBLEM: {enc['message']}",
+        "job root": f"{root['path']} (writable)" if root["ok"] else f"PROBLEM: {root['problem']}",
         "companies": counts["companies"],
         "applications": counts["apps"],
         "run templates": counts["runtemplates"],

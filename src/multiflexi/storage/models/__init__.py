@@ -28,6 +28,7 @@ from multiflexi.storage.models.jobs import (
     ScheduleEntry,
     Worker,
 )
+from multiflexi.storage.models.meta import Setting
 from multiflexi.storage.models.runtemplates import (
     ActionConfig,
     Configuration,
@@ -66,6 +67,7 @@ __all__ = [
     "RunTplCred",
     "ScheduleEntry",
     "ScheduledTick",
+    "Setting",
     "Token",
     "User",
     "UserRole",
