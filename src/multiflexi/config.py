@@ -83,6 +83,8 @@ KNOWN_KEYS = frozenset(
         "MULTIFLEXI_API_MAX_BODY",
         "MULTIFLEXI_API_CORS_ORIGINS",
         "MULTIFLEXI_API_WORKERS",
+        "MULTIFLEXI_ARTIFACT_MAX_FILES",
+        "MULTIFLEXI_ARTIFACT_MAX_SECONDS",
     }
 )
 
@@ -141,6 +143,10 @@ class Settings:
     #: Where the metrics endpoint listens: loopback unless said otherwise.
     metrics_address: str = "127.0.0.1"
     action_timeout: float = 60.0
+    #: A job's files stored as artifacts at most (artifacts/collect.py).
+    artifact_max_files: int = 10_000
+    #: How long storing one job's files may take, in seconds.
+    artifact_max_seconds: float = 120.0
     master_key: str | None = field(default=None, repr=False)
     #: Global default resource limits of jobs (``MULTIFLEXI_DEFAULT_*``), by limit name.
     default_limits: Mapping[str, int | float] = field(default_factory=dict)
@@ -291,6 +297,7 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         grace = float(values.get("MULTIFLEXI_KILL_GRACE") or 10)
         shutdown = float(values.get("MULTIFLEXI_SHUTDOWN_GRACE") or 30)
         action_timeout = float(values.get("MULTIFLEXI_ACTION_TIMEOUT") or 60)
+        artifact_seconds = float(values.get("MULTIFLEXI_ARTIFACT_MAX_SECONDS") or 120)
     except ValueError as exc:
         raise ConfigError(f"invalid number in configuration: {exc}") from None
     from multiflexi.executors.limits import LimitError, defaults_from_settings, parse_mechanism
@@ -323,6 +330,8 @@ def settings_from_values(values: Mapping[str, str], path: Path | None = None) ->
         metrics_port=metrics_port,
         metrics_address=(values.get("MULTIFLEXI_METRICS_ADDRESS") or "127.0.0.1").strip(),
         action_timeout=action_timeout,
+        artifact_max_files=_int(values, "MULTIFLEXI_ARTIFACT_MAX_FILES", 10_000, 1),
+        artifact_max_seconds=artifact_seconds,
         master_key=values.get("ENCRYPTION_MASTER_KEY") or values.get("MULTIFLEXI_MASTER_KEY"),
         default_limits=default_limits,
         limits_mechanism=mechanism,

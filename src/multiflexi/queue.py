@@ -264,6 +264,12 @@ class _ClaimSql:
             )
             .values(lease_until=bindparam("b_lease"), heartbeat=bindparam("b_moment"))
         )
+        # The usual heartbeat: renews only a job nobody asked to cancel, so that the
+        # request costs nothing to notice (no row: then look why).
+        self.renew_uncancelled = self.renew.where(job.c.cancel_requested.is_(None))
+        self.cancel_of = select(
+            job.c.worker, job.c.status, job.c.cancel_requested, job.c.cancel_by
+        ).where(job.c.id == bindparam("b_job"))
 
 
 #: How many due jobs a MariaDB claim looks at before it locks one of them.
@@ -461,6 +467,22 @@ def give_back(db: Database, job_id: int, worker: str, *, reason: str = "") -> bo
 
 def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
     """Renew the lease; False means the job is no longer ours (declared lost, deleted)."""
+    return renew(db, claim, lease_seconds).ours
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What a heartbeat found: the job still ours, and whether someone asked to cancel it
+    (``job:cancel``: when, and who)."""
+
+    ours: bool
+    cancel_requested: datetime | None = None
+    cancel_by: str = ""
+
+
+def renew(db: Database, claim: Claim, lease_seconds: float) -> Renewal:
+    """Renew the lease of a running job and tell whether its cancel was requested. The
+    lease is renewed either way while the job is ours: stopping it takes a while."""
     moment = utcnow()
     values = {
         "b_job": claim.job_id,
@@ -469,8 +491,16 @@ def heartbeat(db: Database, claim: Claim, lease_seconds: float) -> bool:
         "b_moment": moment,
     }
 
-    def attempt(conn: Connection) -> bool:
-        return bool(conn.execute(_sql(conn).renew, values).rowcount == 1)
+    def attempt(conn: Connection) -> Renewal:
+        sql = _sql(conn)
+        if conn.execute(sql.renew_uncancelled, values).rowcount == 1:
+            return Renewal(True)
+        if conn.execute(sql.renew, values).rowcount != 1:
+            return Renewal(False)
+        row = conn.execute(sql.cancel_of, {"b_job": claim.job_id}).first()
+        if row is None:  # pragma: no cover - renewed a moment ago in this transaction
+            return Renewal(False)
+        return Renewal(True, row.cancel_requested, row.cancel_by or "")
 
     return db.transact(attempt)
 
@@ -525,6 +555,9 @@ def finish(
     values = {f"b_{name}": getattr(outcome, name) for name in (*Outcome.COLUMNS, "pid")}
     values |= {"b_job": claim.job_id, "b_worker": claim.worker}
     success = outcome.status == JobStatus.SUCCESS
+    # A cancelled job neither succeeded nor failed: the template counts neither.
+    if outcome.status == JobStatus.CANCELLED:
+        runtemplate_id = None
 
     def write(conn: Connection) -> bool:
         sql = _sql(conn)
@@ -735,6 +768,79 @@ def cancel_jobs(
     return cancelled
 
 
+#: The PostgreSQL channel ``job:cancel`` notifies with a running job's id: the executor
+#: running it looks at once instead of at its next heartbeat.
+CANCEL_CHANNEL = "multiflexi_cancel"
+
+
+@dataclass(frozen=True)
+class CancelState:
+    """What :func:`request_cancel` did: ``cancelled`` (the job was waiting: it is
+    cancelled now), ``requested`` (running: its executor will stop it), ``pending`` (its
+    cancel was asked for already), or ``final`` (it had ended)."""
+
+    outcome: str
+    status: str
+    worker: str = ""
+    host: str = ""
+    requested: datetime | None = None
+    by: str = ""
+
+
+def request_cancel(db: Database, job_id: int, who: str, reason: str) -> CancelState:
+    """Cancel a waiting job now, or ask the executor of a running one (on any host) to
+    stop it; each by a conditional UPDATE, so a job that changes state meanwhile is
+    looked at again, never overwritten."""
+    job = table_of(Job)
+
+    def attempt(conn: Connection) -> CancelState | None:
+        now = utcnow()
+        waiting = conn.execute(
+            update(job)
+            .where(job.c.id == job_id, job.c.status.in_(WAITING))
+            .values(status=JobStatus.CANCELLED, reason=reason, end=now, cancel_by=who)
+        )
+        if waiting.rowcount == 1:
+            schedule = table_of(ScheduleEntry)
+            conn.execute(delete(schedule).where(schedule.c.job == job_id))
+            return CancelState("cancelled", JobStatus.CANCELLED)
+        asked = conn.execute(
+            update(job)
+            .where(
+                job.c.id == job_id,
+                job.c.status == JobStatus.RUNNING,
+                job.c.cancel_requested.is_(None),
+            )
+            .values(cancel_requested=now, cancel_by=who)
+        )
+        row = conn.execute(
+            select(
+                job.c.status, job.c.worker, job.c.host, job.c.cancel_requested, job.c.cancel_by
+            ).where(job.c.id == job_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        if asked.rowcount == 1:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"NOTIFY {CANCEL_CHANNEL}, '{int(job_id)}'"))
+            return CancelState(
+                "requested", row.status, row.worker, row.host, row.cancel_requested, who
+            )
+        if row.status == JobStatus.RUNNING:
+            return CancelState(
+                "pending", row.status, row.worker, row.host, row.cancel_requested, row.cancel_by
+            )
+        if row.status in WAITING:
+            return None  # claimed and given back meanwhile: look again
+        return CancelState("final", row.status, row.worker, row.host)
+
+    for _ in range(5):
+        state = db.transact(attempt)
+        if state is not None:
+            return state
+    raise Conflict(f"job {job_id} keeps changing state; try again")
+
+
 def reserve_job_ids(session: Session, count: int) -> list[int] | None:
     """Ids for ``count`` jobs about to be inserted in this write transaction, so that bulk
     creation writes each row once; None where only the insert can pick them (MariaDB).
@@ -755,6 +861,11 @@ def reserve_job_ids(session: Session, count: int) -> list[int] | None:
             )
         ]
     if dialect == "sqlite":
+        # The table is AUTOINCREMENT: ids of deleted jobs are never handed out again, and
+        # sqlite_sequence remembers the highest ever used (an insert of larger explicit
+        # ids moves it on by itself).
         top = int(session.scalar(select(func.max(Job.id))) or 0)
+        used = session.scalar(text("SELECT seq FROM sqlite_sequence WHERE name = 'job'"))
+        top = max(top, int(used or 0))
         return list(range(top + 1, top + 1 + count))
     return None

@@ -55,12 +55,31 @@ def lost_reason(worker: str, host: str) -> str:
     return f"lost: worker {worker or '?'} on {host or '?'} stopped renewing its lease"
 
 
-def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime) -> list[int]:
-    """Mark one job lost if it is still running on an expired lease; returns the ids of its
-    streaming artifacts, or raises LookupError when another executor (or the worker
-    itself) got there first."""
+def _mark_lost(
+    db: Database, job_id: int, worker: str, host: str, now: datetime
+) -> tuple[list[int], bool]:
+    """Mark one job lost if it is still running on an expired lease -- or ``cancelled``
+    when its cancel had been asked for (``job:cancel``): its worker died before it could
+    stop it. Returns the ids of its streaming artifacts and whether it was cancelled, or
+    raises LookupError when another executor (or the worker itself) got there first."""
 
-    def write(session: Session) -> list[int]:
+    def write(session: Session) -> tuple[list[int], bool]:
+        row = session.execute(
+            select(Job.cancel_requested, Job.cancel_by).where(Job.id == job_id)
+        ).first()
+        asked = row is not None and row.cancel_requested is not None
+        if asked:
+            from multiflexi.jobs.cancel import cancelled_reason
+
+            assert row is not None
+            status = JobStatus.CANCELLED
+            reason = (
+                f"{cancelled_reason(row.cancel_by, row.cancel_requested)}; its worker "
+                f"{worker or '?'} on {host or '?'} stopped renewing its lease before it "
+                "stopped the job"
+            )
+        else:
+            status, reason = JobStatus.LOST, lost_reason(worker, host)
         done = session.execute(
             update(Job)
             .where(
@@ -69,26 +88,25 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
                 Job.worker == worker,
                 Job.lease_until < now,
             )
-            .values(
-                status=JobStatus.LOST, reason=lost_reason(worker, host), end=now, lease_until=None
-            )
+            .values(status=status, reason=reason, end=now, lease_until=None)
             .execution_options(synchronize_session=False)
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise LookupError(job_id)
         rt_id = session.scalar(select(Job.runtemplate_id).where(Job.id == job_id))
-        if rt_id is not None:
+        if rt_id is not None and not asked:
             session.execute(
                 update(RunTemplate)
                 .where(RunTemplate.id == rt_id)
                 .values(failed_jobs_count=RunTemplate.failed_jobs_count + 1)
             )
         add_missing_outputs(session, job_id, now)
-        return list(
+        streams = list(
             session.scalars(
                 select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
             )
         )
+        return streams, asked
 
     return db.run(write)
 
@@ -176,28 +194,31 @@ def requeue_lost(
     lost: list[int] = []
     for job_id, worker, host in expired:
         try:
-            streams = _mark_lost(db, job_id, worker, host, moment)
+            streams, cancelled = _mark_lost(db, job_id, worker, host, moment)
         except LookupError:
             continue  # finished, renewed, or already marked by another executor
         lost.append(job_id)
-        counters.inc("multiflexi_jobs_finished", str(JobStatus.LOST))
+        status = JobStatus.CANCELLED if cancelled else JobStatus.LOST
+        counters.inc("multiflexi_jobs_finished", str(status))
         log.warning(
-            "action=lost job_id=%s worker=%s host=%s reason=%s",
+            "action=%s job_id=%s worker=%s host=%s reason=%s",
+            status,
             job_id,
             worker,
             host,
-            lost_reason(worker, host),
+            "cancel asked for" if cancelled else lost_reason(worker, host),
         )
         for artifact_id in streams:
             try:
                 _close_output(db, artifact_id)
             except Exception as exc:  # the record of the loss matters more than the checksum
                 log.error("action=close_output job_id=%s error=%s", job_id, exc)
-        retry_once(db, settings, job_id, me)
+        if not cancelled:
+            retry_once(db, settings, job_id, me)
         if job_hooks:
             hooks.emit(
                 job_hooks,
-                hooks.JobEvent("finished", job_id, db, settings, {"status": str(JobStatus.LOST)}),
+                hooks.JobEvent("finished", job_id, db, settings, {"status": str(status)}),
             )
     for job_id in _stranded(db, settings, moment):
         retry_once(db, settings, job_id, me)

@@ -160,12 +160,18 @@ def test_queue_fix_reports_what_it_repaired(cli: Cli, sqlite_db: Database) -> No
     with sqlite_db.session() as s:
         s.execute(update(Job).where(Job.id == 1).values(lease_until=NOW - timedelta(hours=1)))
         s.execute(update(Job).where(Job.id == 2).values(created=NOW - timedelta(hours=2)))
+    aside = sqlite_db.settings.job_root / ".leftover" / "9-20261203T000000.000000Z"
+    aside.mkdir(parents=True)
     dry = cli.json("queue:fix", "--dry-run")
     assert dry["dry_run"] is True and dry["fixed"]["lost_jobs"] == 1
-    assert set(dry) == {"dry_run", "fixed", "total", "ids", "recovery", "errors"}
+    assert set(dry) == {"dry_run", "fixed", "total", "ids", "recovery", "errors", "leftover_dirs"}
+    assert dry["leftover_dirs"] == [str(aside)]
     text = cli.ok("queue:fix").stdout
     assert text.startswith("Fixed:") and "lost jobs: 1 (1)" in text
     assert "never queued jobs: 1 (2)" in text
+    kept = "Found in a new job's place and kept aside (1; removed after 7 days):"
+    assert f"{kept}\n  {aside}" in text
+    aside.rmdir()
     assert cli.ok("queue:fix").stdout.strip() == "Nothing to fix."
 
 

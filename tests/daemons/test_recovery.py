@@ -150,7 +150,7 @@ def test_output_left_open_by_a_recovery_that_died_is_closed_by_the_next(
     ChunkWriter(any_db, artifact_id).append(b"half a line of out")
     moment = utcnow() + timedelta(seconds=61)  # the lease ran out
     # A recovering executor marks the job lost, then is killed before it closes the output.
-    assert _mark_lost(any_db, job_id, "doomed", HOSTNAME, moment) == [artifact_id]
+    assert _mark_lost(any_db, job_id, "doomed", HOSTNAME, moment) == ([artifact_id], False)
 
     assert requeue_lost(any_db, any_db.settings, moment) == []  # nothing more to mark
     found = stdout_of(any_db, job_id)

@@ -56,6 +56,13 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
     stale = (NOW - timedelta(hours=2)).timestamp()
     for name in ("7", "999"):
         os.utime(root / name, (stale, stale))
+    # What new jobs found in their place: kept a week for an operator, then removed.
+    leftover = root / ".leftover"
+    for name, age in (("3-20261101T000000.000000Z", 8), ("4-20261108T000000.000000Z", 1)):
+        (leftover / name).mkdir(parents=True)
+        (leftover / name / "file.txt").write_text("x")
+        when = (NOW - timedelta(days=age)).timestamp()
+        os.utime(leftover / name, (when, when))
     handoff = any_db.settings.data_dir / "handoff"
     for name, age in (("job-7", timedelta(days=8)), ("job-8", timedelta(days=1)), ("x", None)):
         (handoff / name).mkdir(parents=True)
@@ -73,10 +80,15 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
         "requeued_jobs": 1,
         "never_queued_jobs": 1,
         "job_dirs_removed": 2,
+        "leftover_dirs_removed": 1,
         "handoff_dirs_removed": 1,
     }
     assert dry["fixed"] == fixed["fixed"] == expected
-    assert dry["dry_run"] is True and fixed["total"] == 7 and fixed["errors"] == []
+    assert dry["dry_run"] is True and fixed["total"] == 8 and fixed["errors"] == []
+    recent = str(leftover / "4-20261108T000000.000000Z")
+    assert fixed["ids"]["leftover_dirs_removed"] == [str(leftover / "3-20261101T000000.000000Z")]
+    assert fixed["leftover_dirs"] == [recent]
+    assert sorted(p.name for p in leftover.iterdir()) == ["4-20261108T000000.000000Z"]
     # A week-old handoff folder goes; a recent one, and what LaunchJob did not make, stay.
     assert fixed["ids"]["handoff_dirs_removed"] == [str(handoff / "job-7")]
     assert sorted(p.name for p in handoff.iterdir()) == ["job-8", "x"]
@@ -103,7 +115,7 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
     with any_db.read() as s:
         assert s.get_one(Job, 9).retry_of == 2
     assert set(queue) == {3, 4, 9} and queue[4] == NOW + timedelta(days=1)
-    assert sorted(p.name for p in root.iterdir()) == ["1", "2", "8", "notes"]
+    assert sorted(p.name for p in root.iterdir()) == [".leftover", "1", "2", "8", "notes"]
     again = fix_orphans(any_db, any_db.settings, now=NOW).as_dict()
     assert again["total"] == 0
 

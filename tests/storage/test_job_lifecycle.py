@@ -159,7 +159,9 @@ def test_a_job_root_that_cannot_be_created_gives_the_job_back_in_its_attempt(
     assert "cannot run jobs: output directory not creatable" in job.reason
 
 
-def test_a_file_where_the_job_directory_goes_fails_the_job(sqlite_db: Database) -> None:
+def test_a_file_where_the_job_directory_goes_is_moved_aside_and_the_job_runs(
+    sqlite_db: Database,
+) -> None:
     _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass")
     job = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt_id)
     root = Path(sqlite_db.settings.job_root)
@@ -169,23 +171,27 @@ def test_a_file_where_the_job_directory_goes_fails_the_job(sqlite_db: Database) 
     JobRunner(sqlite_db, sqlite_db.settings, job_hooks=[]).perform_job(claim)
     with sqlite_db.read() as s:
         done = s.get(Job, job.id)
-    assert done is not None and done.status == JobStatus.FAILED and done.exitcode == 73
-    assert "output directory not creatable" in done.reason
-    assert (root / str(job.id)).read_text() == "not a directory"
+    assert done is not None and done.status == JobStatus.SUCCESS, done and done.reason
+    (aside,) = (root / ".leftover").iterdir()
+    assert aside.name.startswith(f"{job.id}-") and aside.read_text() == "not a directory"
 
 
-def test_a_directory_left_by_an_earlier_attempt_is_reused_and_made_private(
-    sqlite_db: Database,
-) -> None:
+def test_a_directory_left_at_the_jobs_name_is_not_reused(sqlite_db: Database) -> None:
+    """Empty but not made by us as mkdir would (0755): moved aside, and the job gets a
+    new private directory of its own."""
     _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass")
     job = create_job(sqlite_db, sqlite_db.settings, runtemplate_id=rt_id)
     workdir = Path(sqlite_db.settings.job_root) / str(job.id)
     workdir.mkdir(parents=True)
     workdir.chmod(0o755)
+    before = workdir.stat().st_ino
     claim = claim_job(sqlite_db, job.id, new_worker_id("test"), sqlite_db.settings.lease_seconds)
     prepared = JobRunner(sqlite_db, sqlite_db.settings, job_hooks=[]).run_begin(claim)
     assert prepared.workdir == workdir
     assert workdir.stat().st_mode & 0o777 == 0o700
+    assert workdir.stat().st_ino != before
+    (aside,) = (workdir.parent / ".leftover").iterdir()
+    assert aside.stat().st_ino == before
 
 
 def test_a_job_over_its_timeout_is_killed_and_fails_with_reason_timeout(

@@ -1,13 +1,12 @@
-"""Artifacts: preserve a job's result files, list them, and stream them back out."""
+"""Artifacts: list them, and stream them back out. A job's files are collected by
+:mod:`multiflexi.artifacts.collect`."""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -16,7 +15,6 @@ from sqlalchemy.orm import Session
 from multiflexi.errors import NotFound
 from multiflexi.storage import blobs
 from multiflexi.storage.models import AppArtifact, Artifact
-from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.storage.database import Database
@@ -55,84 +53,6 @@ def note_for(relpath: str, patterns: Sequence[Pattern], is_result: bool) -> str:
     return RESULT_NOTE if is_result else GENERIC_NOTE
 
 
-def files_to_preserve(workdir: Path, result_file: str | None) -> list[tuple[Path, str, bool]]:
-    """(path, name to store, is RESULT_FILE) for every regular file of the job."""
-    found: list[tuple[Path, str, bool]] = []
-    result = Path(result_file).resolve() if result_file else None
-    if workdir.is_dir():
-        for root, dirs, files in os.walk(workdir, followlinks=False):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(root) / name
-                rel = path.relative_to(workdir).as_posix()
-                found.append((path, rel, result is not None and path.resolve() == result))
-    outside = result is not None and not result.is_relative_to(workdir.resolve())
-    if result is not None and outside and result.is_file():
-        found.append((result, result.name, True))
-    return found
-
-
-def _record_failure(db: Database, job_id: int, name: str, kind: str, why: str) -> None:
-    def write(session: Session) -> None:
-        session.add(
-            Artifact(
-                job_id=job_id,
-                filename=name,
-                content_type="application/octet-stream",
-                note=f"could not be stored: {why}",
-                kind=kind,
-                state="failed",
-                created=utcnow(),
-            )
-        )
-
-    db.run(write)
-
-
-def preserve_files(
-    db: Database,
-    *,
-    job_id: int,
-    app_id: int,
-    workdir: Path,
-    result_file: str | None,
-    patterns: Sequence[Pattern] | None = None,
-) -> int:
-    """Store every file of the job's directory (and RESULT_FILE); returns how many were
-    stored. A file that cannot be read is recorded as a failed artifact; the rest go on."""
-    from multiflexi.artifacts.mime import detect_mime
-
-    found = files_to_preserve(workdir, result_file)
-    if found and patterns is None:
-        with db.read() as session:
-            patterns = app_patterns(session, app_id)
-    stored = 0
-    for path, name, is_result in found:
-        kind = "result" if is_result else "file"
-        try:
-            if path.is_symlink():
-                raise OSError(f"{name} is a symbolic link; links are not followed")
-            with path.open("rb") as stream:
-                head = stream.read(8192)
-                stream.seek(0)
-                mime = detect_mime(path, head=head, filename=name)
-                blobs.store_stream(
-                    db,
-                    job_id=job_id,
-                    filename=name,
-                    stream=stream,
-                    content_type=mime,
-                    note=note_for(name, patterns or [], is_result),
-                    kind=kind,
-                )
-            stored += 1
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-            log.warning("action=preserve_failed job_id=%s file=%s error=%s", job_id, name, why)
-            _record_failure(db, job_id, name, kind, why)
-    return stored
-
-
 def get_artifact(session: Session, artifact_id: int) -> Artifact:
     art = session.get(Artifact, artifact_id)
     if art is None:
@@ -141,10 +61,15 @@ def get_artifact(session: Session, artifact_id: int) -> Artifact:
 
 
 def artifact_record(art: Artifact) -> dict[str, Any]:
+    """An artifact's metadata, JSON-ready. A file name that is not UTF-8 is shown with
+    its stray bytes escaped (``filename``), and given exactly, in hexadecimal, as
+    ``raw_name_hex``."""
+    extra = {"raw_name_hex": art.raw_name.hex()} if art.raw_name is not None else {}
     return {
         "id": art.id,
         "job_id": art.job_id,
         "filename": art.filename,
+        **extra,
         "content_type": art.content_type,
         "size": art.size,
         "sha256": art.sha256,

@@ -17,6 +17,10 @@ signal cancels at once.
 SIGHUP re-reads the environment file it started with (max parallel, poll interval).
 Under systemd it notifies readiness, reloads and stops, and pets the watchdog from the
 main loop (:mod:`.notify`).
+
+``job:cancel`` of a job running here reaches it through the job's heartbeat (every third
+of the lease), on PostgreSQL at once through LISTEN (``queue.CANCEL_CHANNEL``); the job's
+process group is stopped the same way and the job ends ``cancelled`` (jobs/cancel.py).
 """
 
 from __future__ import annotations
@@ -406,7 +410,10 @@ class ExecutorDaemon:
         from multiflexi.housekeeping.orphans import clean_local_dirs
 
         report = clean_local_dirs(self.db, self.settings, now=now)
-        removed = report.counts["job_dirs_removed"] + report.counts["handoff_dirs_removed"]
+        removed = sum(
+            report.counts[kind]
+            for kind in ("job_dirs_removed", "leftover_dirs_removed", "handoff_dirs_removed")
+        )
         if removed or report.errors:
             log.info(
                 "action=clean_job_root root=%s removed=%s errors=%s",
@@ -578,7 +585,9 @@ class ExecutorDaemon:
 
     def _start_helpers(self) -> None:
         if self.db.dialect == "pgsql":
-            self.listener = QueueListener(self.settings, self.signals.wake)
+            self.listener = QueueListener(
+                self.settings, self.signals.wake, on_cancel=self.runner.leases.poke
+            )
             self.listener.start()
         port = self.settings.metrics_port
         if port:

@@ -109,22 +109,37 @@ def _wait(
 
 
 class QueueListener(threading.Thread):
-    """LISTENs on a dedicated PostgreSQL connection and sets ``wake`` on every NOTIFY.
+    """LISTENs on a dedicated PostgreSQL connection and sets ``wake`` on every NOTIFY of
+    the queue; a NOTIFY of ``job:cancel`` hands the job's id to ``on_cancel``.
 
     ``connected`` tells the executor it may poll rarely; while the connection is down the
-    executor polls at the configured interval and this thread reconnects with backoff.
+    executor polls at the configured interval and this thread reconnects with backoff
+    (cancel requests then wait for the job's next heartbeat, as on the other backends).
     """
 
-    def __init__(self, settings: Settings, wake: threading.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        wake: threading.Event,
+        on_cancel: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(name="queue-listener", daemon=True)
-        self.settings, self.wake = settings, wake
+        self.settings, self.wake, self.on_cancel = settings, wake, on_cancel
         self.stop = threading.Event()
         self.connected = threading.Event()
+
+    def _heard(self, channel: str, payload: str) -> None:
+        from multiflexi.queue import CANCEL_CHANNEL
+
+        if channel != CANCEL_CHANNEL:
+            self.wake.set()
+        elif self.on_cancel is not None and payload.isdigit():
+            self.on_cancel(int(payload))
 
     def run(self) -> None:
         import psycopg
 
-        from multiflexi.queue import CHANNEL
+        from multiflexi.queue import CANCEL_CHANNEL, CHANNEL
 
         url = self.settings.database_url().set(drivername="postgresql")
         delays = Backoff(1.0, 30.0)
@@ -134,13 +149,15 @@ class QueueListener(threading.Thread):
                     url.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if self.on_cancel is not None:
+                        conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     self.connected.set()
                     delays.reset()
                     # Wake once after (re)connecting: a NOTIFY may have been missed.
                     self.wake.set()
                     while not self.stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self.wake.set()
+                        for note in conn.notifies(timeout=1.0):
+                            self._heard(note.channel, note.payload)
             except Exception as exc:
                 self.connected.clear()
                 delay = delays.next()

@@ -15,11 +15,16 @@ lost harmlessly rather than won wrongly:
 - ``job_dirs_removed``: job directories under the job root whose job is finished (and
   does not keep its directory) or gone, after a grace period. Directories of unfinished
   jobs are never touched.
+- ``leftover_dirs`` / ``leftover_dirs_removed``: what a new job found where its
+  directory was to be (a job of an earlier database with the same id, a process that
+  outlived its job) was moved into ``<job root>/.leftover/<id>-<UTC time>`` by the
+  runner, never taken as the job's files. Listed here for an operator to look at; removed
+  once older than :data:`LEFTOVER_GRACE`.
 - ``handoff_dirs_removed``: folders under ``<data dir>/handoff`` in which the LaunchJob
   action left a finished job's artifact for the job it chained, once untouched for
   :data:`HANDOFF_GRACE` (the chained job and its retries have long read it by then).
 
-The last two are local to a host: :func:`clean_local_dirs` does only them, and every
+The last three are local to a host: :func:`clean_local_dirs` does only them, and every
 executor calls it for its own job root when it starts and every
 hour (``daemons.executor.LOCAL_SWEEP_SECONDS``), whichever host wins the cluster-wide housekeeping.
 """
@@ -52,6 +57,8 @@ LOADED_GRACE = timedelta(hours=1)
 DIR_GRACE = timedelta(hours=1)
 #: A handoff folder untouched this long has served the job it was made for.
 HANDOFF_GRACE = timedelta(days=7)
+#: A directory moved aside by a new job is kept this long for an operator to look at.
+LEFTOVER_GRACE = timedelta(days=7)
 #: How many ids per kind the report lists (the counts are always complete).
 MAX_LISTED = 100
 
@@ -62,6 +69,7 @@ KINDS = (
     "requeued_jobs",
     "never_queued_jobs",
     "job_dirs_removed",
+    "leftover_dirs_removed",
     "handoff_dirs_removed",
 )
 
@@ -75,6 +83,8 @@ class OrphanReport:
     found: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in KINDS})
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     errors: list[str] = field(default_factory=list)
+    #: Directories found in a new job's place and kept aside (paths), not yet removed.
+    leftovers: list[str] = field(default_factory=list)
 
     def add(self, kind: str, items: Iterable[Any], count: int | None = None) -> None:
         items = list(items)
@@ -90,6 +100,7 @@ class OrphanReport:
             "ids": {k: list(v) for k, v in self.found.items()},
             "recovery": self.recovery,
             "errors": list(self.errors),
+            "leftover_dirs": list(self.leftovers),
         }
 
 
@@ -317,6 +328,47 @@ def _remove_tree(path: Path, report: OrphanReport) -> bool:
     return True
 
 
+def _leftover_dirs(settings: Settings, now: datetime, report: OrphanReport) -> None:
+    from multiflexi.jobs.workdir import LEFTOVER
+
+    root = settings.job_root / LEFTOVER
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:  # none was ever moved aside
+        return
+    removed = []
+    for entry in entries:
+        mtime = _mtime_of_link(entry)
+        old = mtime is not None and now - mtime >= LEFTOVER_GRACE
+        if old and _remove_entry(entry, report):
+            removed.append(str(entry))
+            continue
+        report.leftovers.append(str(entry))
+    report.add("leftover_dirs_removed", removed)
+
+
+def _mtime_of_link(path: Path) -> datetime | None:
+    """When ``path`` itself (not what a link points to) last changed."""
+    try:
+        return datetime.fromtimestamp(path.lstat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def _remove_entry(path: Path, report: OrphanReport) -> bool:
+    """Remove a directory tree, or a file or link (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        return _remove_tree(path, report)
+    if report.dry_run:
+        return True
+    try:
+        path.unlink()
+    except OSError as exc:
+        report.errors.append(f"cannot remove {path}: {exc.strerror or exc}")
+        return False
+    return True
+
+
 def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> None:
     from multiflexi.actions.launch_job import HANDOFF_PREFIX, handoff_root
 
@@ -338,10 +390,12 @@ def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> No
 def clean_local_dirs(
     db: Database, settings: Settings, *, now: datetime | None = None, dry_run: bool = False
 ) -> OrphanReport:
-    """Remove this host's leftover job and handoff directories (see the module docstring)."""
+    """Remove this host's leftover job and handoff directories, and what new jobs found in
+    their place once a week old (see the module docstring)."""
     moment = now or utcnow()
     report = OrphanReport(dry_run=dry_run)
     _job_dirs(db, settings, moment, report)
+    _leftover_dirs(settings, moment, report)
     _handoff_dirs(settings, moment, report)
     return report
 
@@ -357,5 +411,6 @@ def fix_orphans(
     _requeue(db, moment, report)
     _never_queued(db, moment, report)
     _job_dirs(db, settings, moment, report)
+    _leftover_dirs(settings, moment, report)
     _handoff_dirs(settings, moment, report)
     return report

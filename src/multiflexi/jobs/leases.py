@@ -5,7 +5,10 @@ the lease of every job its runner is running, every third of the lease, and reco
 job's pid shortly after the process started (jobs that end sooner get it with their
 final status). A renewal that finds the job no longer ours (marked lost by recovery,
 deleted) sets the job's ``lost`` event: the runner then stops the process and does not
-write a final status over the one recovery wrote.
+write a final status over the one recovery wrote. A renewal that finds the job's cancel
+requested (``job:cancel``, from any host) sets its ``cancel`` event with who asked and
+when: the runner stops the process and records the job ``cancelled``. On PostgreSQL the
+request also arrives by NOTIFY (:meth:`LeaseKeeper.poke`), and is looked at at once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class Lease:
     since: float
     next_renewal: float
     lost: threading.Event = field(default_factory=threading.Event)
+    #: Set when someone asked to cancel the job; ``cancel_reason`` says who and when.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
     pid: int | None = None
     pid_recorded: bool = False
 
@@ -79,6 +85,14 @@ class LeaseKeeper:
             elif idle:
                 self._wake.notify_all()
         return lease
+
+    def poke(self, job_id: int) -> None:
+        """Renew (and so look for a cancel request of) ``job_id``'s lease at the next
+        look, within :data:`PID_DELAY`, instead of at its turn."""
+        with self._wake:
+            for lease in self._leases.values():
+                if lease.claim.job_id == job_id:
+                    lease.next_renewal = 0.0
 
     def release(self, lease: Lease) -> None:
         """Stop watching; returns once no write about this job is going on here, so that
@@ -132,10 +146,19 @@ class LeaseKeeper:
 
     def _renew(self, lease: Lease) -> None:
         try:
-            if queue.heartbeat(self.db, lease.claim, self.lease_seconds):
-                return
+            renewal = queue.renew(self.db, lease.claim, self.lease_seconds)
         except Exception as exc:  # the database may come back before the lease ends
             log.warning("action=heartbeat_failed job_id=%s error=%s", lease.claim.job_id, exc)
             return
-        log.warning("action=lease_lost job_id=%s", lease.claim.job_id)
-        lease.lost.set()
+        if not renewal.ours:
+            log.warning("action=lease_lost job_id=%s", lease.claim.job_id)
+            lease.lost.set()
+            return
+        if renewal.cancel_requested is not None and not lease.cancel.is_set():
+            from multiflexi.jobs.cancel import cancelled_reason
+
+            lease.cancel_reason = cancelled_reason(renewal.cancel_by, renewal.cancel_requested)
+            log.info(
+                "action=cancel_requested job_id=%s by=%s", lease.claim.job_id, renewal.cancel_by
+            )
+            lease.cancel.set()

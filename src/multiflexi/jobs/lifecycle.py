@@ -14,7 +14,9 @@ from multiflexi.storage.models.jobs import FINAL_STATUSES, JobStatus
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.LOADED: frozenset({JobStatus.SCHEDULED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.SCHEDULED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.LOST}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED}
+    ),
     JobStatus.SUCCESS: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.LOST: frozenset(),

@@ -26,11 +26,12 @@ from multiflexi import queue
 from multiflexi.errors import DatabaseError, ExecutorFault, Invalid, KeyMismatch, SecretError
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
+from multiflexi.jobs.cancel import StopRequest
 from multiflexi.jobs.context import AppFactsCache, load_context
 from multiflexi.jobs.holds import job_hold
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
-from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
+from multiflexi.jobs.workdir import WorkdirSweeper, move_aside, remove_workdir, reusable
 from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
@@ -120,12 +121,13 @@ class JobRunner:
         process_started: Callable[[], None] | None = None,
         process_ended: Callable[[], None] | None = None,
         successor: Successor | None = None,
+        on_result: Callable[[ExecutionResult], None] | None = None,
     ) -> JobStatus:
         """Run one claimed job to its final status. ``process_started`` is called once the
         job's process has started (or has failed to), ``process_ended`` once it has ended
-        (and before its output and status are stored); ``successor`` claims in the
-        transaction that stores the final status (not when the lease was lost or the
-        job failed before its start)."""
+        (and before its output and status are stored), ``on_result`` with how it ended;
+        ``successor`` claims in the transaction that stores the final status (not when
+        the lease was lost or the job failed before its start)."""
         lease = self.leases.watch(claim)
         try:
             # The job's writes wait out a database outage as long as its lease protects it.
@@ -141,15 +143,33 @@ class JobRunner:
                         process_started()
                     raise self._give_back(claim, fault) from None
                 self._emit("started", claim.job_id)
-                job_cancel = _AnyEvent(self.cancel, lease.lost)
+                job_cancel = _AnyEvent(self.cancel, lease.lost, lease.cancel)
                 result = self.launch_job(prepared, job_cancel, lease, started=process_started)
                 if process_ended is not None:
                     process_ended()
+                if on_result is not None:
+                    on_result(result)
                 return self.run_end(
-                    prepared, claim, result, lost=lease.lost.is_set(), successor=successor
+                    prepared,
+                    claim,
+                    result,
+                    lost=lease.lost.is_set(),
+                    successor=successor,
+                    stop=self._stop_request(result, lease),
                 )
         finally:
             self.leases.release(lease)
+
+    def _stop_request(self, result: ExecutionResult, lease: Lease) -> StopRequest | None:
+        """Why the job was stopped on purpose, if it was: its cancel was asked for
+        (``job:cancel``), or the process running it was interrupted (``job:run``). None
+        when it ended by itself, or when its executor is stopping (the job then fails,
+        "terminated: the executor was stopped")."""
+        if not result.cancelled:
+            return None
+        if lease.cancel.is_set():
+            return StopRequest(JobStatus.CANCELLED, lease.cancel_reason)
+        return getattr(self.cancel, "request", None)
 
     # -- phases ----------------------------------------------------------------------
 
@@ -278,6 +298,9 @@ class JobRunner:
             tee=self.tee,
         )
         executor = get_executor(prepared.executor)
+        if cancel.is_set():  # stopped before it started: no process is started at all
+            prepared.recorder = recorder
+            return _never_started()
 
         def on_start(pid: int) -> None:
             log.info("action=job_start job_id=%s pid=%s", prepared.job_id, pid)
@@ -303,30 +326,26 @@ class JobRunner:
         *,
         lost: bool,
         successor: Successor | None = None,
+        stop: StopRequest | None = None,
     ) -> JobStatus:
         """Preserve artifacts, then commit the final status, metrics and timings.
 
         Outputs are stored first, then result files, then the status, so that a finished
         job has everything. A job that left no files (most) stores its outputs and its
-        status in one transaction.
+        status in one transaction. ``stop``: the job was stopped on purpose, and is
+        recorded so (``cancelled``, who or what stopped it).
         """
-        from multiflexi.artifacts.service import files_to_preserve, preserve_files
+        from multiflexi.artifacts.collect import has_files
 
         recorder = prepared.recorder
         assert recorder is not None, "launch_job() first"
         recorder.seal()
-        together = not lost and not files_to_preserve(prepared.workdir, prepared.result_file)
+        together = not lost and not has_files(prepared.workdir, prepared.result_file)
+        collection: str | None = None
         if not together:
             recorder.after_loss = lost
             recorder.close()
-            preserve_files(
-                self.db,
-                job_id=prepared.job_id,
-                app_id=prepared.app_id,
-                workdir=prepared.workdir,
-                result_file=prepared.result_file,
-                patterns=prepared.patterns,
-            )
+            collection = self._collect(prepared)
         status = lifecycle.final_status(
             result.exit_code,
             timed_out=result.timed_out,
@@ -335,6 +354,11 @@ class JobRunner:
         )
         if result.limit_breach:  # a job stopped at a limit failed, whatever its exit code
             status = JobStatus.FAILED
+        ended = status  # as the process ended: what the reason explains
+        if stop is not None:
+            status = stop.status
+        elif collection is not None and collection.startswith(COLLECTION_FAILED):
+            status = JobStatus.FAILED  # its files are not all stored: not a success
         if lost:
             log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
             return JobStatus.LOST
@@ -351,7 +375,7 @@ class JobRunner:
                 created.clear()
                 created.update(recorder.store_in(conn))
 
-            reason = _reason(result, status, prepared, recorder.error)
+            reason = _reason(result, ended, prepared, recorder.error, stop, collection)
             try:
                 won = self._finish(
                     claim,
@@ -368,7 +392,7 @@ class JobRunner:
                 log.error("action=finish_with_output_failed job_id=%s error=%s", claim.job_id, exc)
                 recorder.close()
         if won is None:
-            reason = _reason(result, status, prepared, recorder.error)
+            reason = _reason(result, ended, prepared, recorder.error, stop, collection)
             won = self._finish(
                 claim,
                 status,
@@ -391,6 +415,31 @@ class JobRunner:
         return status
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _collect(self, prepared: Prepared) -> str | None:
+        """Store the job's files as artifacts; returns what the job's reason must say
+        about it (stopped at the budget, or failed), None when everything was taken.
+        Never raises for a job's files: whatever it left, the job gets its final status."""
+        from multiflexi.artifacts.collect import Budget, collect
+
+        budget = Budget(self.settings.artifact_max_files, self.settings.artifact_max_seconds)
+        try:
+            done = collect(
+                self.db,
+                job_id=prepared.job_id,
+                workdir=prepared.workdir,
+                result_file=prepared.result_file,
+                patterns=prepared.patterns,
+                budget=budget,
+            )
+        except Exception as exc:
+            from multiflexi.storage.database import is_transient
+
+            if is_transient(exc) or isinstance(exc, DatabaseError):
+                raise  # the database is away: the job's final write could not be made either
+            log.error("action=collect_failed job_id=%s error=%r", prepared.job_id, exc)
+            return f"{COLLECTION_FAILED}: {type(exc).__name__}: {exc}"
+        return done.note
 
     def _finish(
         self,
@@ -519,7 +568,7 @@ class JobRunner:
     def _after_finish(
         self, job_id: int, status: JobStatus, worker: str, has_actions: bool | None = None
     ) -> None:
-        if status != JobStatus.SUCCESS:
+        if status not in (JobStatus.SUCCESS, JobStatus.CANCELLED):
             # Through recovery's lock: its sweep may be queueing the same retry.
             from multiflexi.recovery import retry_once
 
@@ -661,11 +710,33 @@ def _argv(app: Any, values: dict[str, str]) -> list[str]:
             raise PreflightFailure(
                 lifecycle.EXIT_NOT_EXECUTABLE, f"executable not executable: {argv[0]}"
             )
-        raise PreflightFailure(lifecycle.EXIT_NOT_FOUND, f"executable not found: {argv[0]}")
+        raise PreflightFailure(lifecycle.EXIT_NOT_FOUND, not_found(argv[0], values.get("PATH")))
     return [resolved, *argv[1:]]
 
 
+def not_found(program: str, path: str | None) -> str:
+    """The reason "executable not found", with the PATH that was searched."""
+    if "/" in program:
+        return f"executable not found: {program}"
+    searched = path if path is not None else os.defpath
+    return f"executable not found: {program} (searched PATH={searched})"
+
+
+def _never_started() -> ExecutionResult:
+    """The result of a job stopped before its process was started."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return ExecutionResult(
+        exit_code=None, signal=None, timed_out=False, pid=None, started=now, ended=now,
+        wall_seconds=0.0, cpu_user=0.0, cpu_system=0.0, max_rss_kb=0,
+        error="cancelled before it started", cancelled=True,
+    )  # fmt: skip
+
+
 def _make_workdir(workdir: Path) -> None:
+    """A new, empty, private directory at ``workdir``. Anything found there already is
+    not the job's: it is moved aside (``jobs/.leftover/``), never adopted."""
     import errno
 
     try:
@@ -674,10 +745,14 @@ def _make_workdir(workdir: Path) -> None:
         except FileNotFoundError:
             workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.mkdir(workdir, 0o700)
-        except FileExistsError:  # left by an earlier attempt: made private again
-            if not workdir.is_dir():
-                raise
-            os.chmod(workdir, 0o700)
+        except FileExistsError:
+            # Empty and ours: made by this very preparation, tried again after a
+            # database error.
+            if reusable(workdir):
+                return
+            aside = move_aside(workdir)
+            log.warning("action=leftover_moved_aside path=%s to=%s", workdir, aside)
+            os.mkdir(workdir, 0o700)
     except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         message = f"output directory not creatable: {workdir}: {why}"
@@ -698,11 +773,36 @@ def _disk_full(path: Path) -> bool:
     return st.f_bavail == 0
 
 
+#: How a job's reason begins when its files could not be collected.
+COLLECTION_FAILED = "artifact collection failed"
+
+
 def _reason(
-    result: ExecutionResult, status: JobStatus, prepared: Prepared, store_error: str | None
+    result: ExecutionResult,
+    status: JobStatus,
+    prepared: Prepared,
+    store_error: str | None,
+    stop: StopRequest | None = None,
+    collection: str | None = None,
+) -> str:
+    """The job's reason: why it ended as it did, and what its files' collection says."""
+    why = _why(result, status, prepared, store_error, stop)
+    if collection is None or why == lifecycle.STOPPED_REASON:
+        return why  # an interrupted run is told by this reason alone: it runs again
+    return f"{why}; {collection}" if why else collection
+
+
+def _why(
+    result: ExecutionResult,
+    status: JobStatus,
+    prepared: Prepared,
+    store_error: str | None,
+    stop: StopRequest | None,
 ) -> str:
     if store_error:
         return store_error
+    if stop is not None:
+        return stop.reason
     if result.limit_breach:
         return result.limit_breach
     if result.cancelled:

@@ -257,6 +257,11 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "max_rss_kb": job.max_rss_kb,
         "limits_mechanism": job.limits_mechanism,
         "artifacts_pruned": job.artifacts_pruned,
+        **(
+            {"cancel_requested": job.cancel_requested, "cancel_by": job.cancel_by}
+            if job.cancel_by
+            else {}
+        ),
         "artifacts": [
             {
                 "id": a.id,
@@ -290,13 +295,28 @@ def env_rows(job: Job, vault: Vault | None) -> list[dict[str, Any]]:
     ]
 
 
-def delete_job(db: Database, settings: Settings, job_id: int, *, force: bool = False) -> None:
-    """Remove a job with its output and artifacts; a running job only with ``force``."""
+def delete_job(
+    db: Database,
+    settings: Settings,
+    job_id: int,
+    *,
+    force: bool = False,
+    wait: float | None = None,
+) -> str | None:
+    """Remove a job with its output and artifacts. A running job is refused unless
+    ``force``: it is then cancelled first (its executor stops its processes) and deleted
+    once it has ended, so that no process of it is left running; ``wait`` seconds at most
+    (default: :func:`~multiflexi.jobs.cancel.stop_wait`). Returns the reason it was
+    cancelled with, when it had to be."""
+    from multiflexi.jobs.cancel import cancel_job, stop_wait, wait_final
 
-    def drop(session: Session) -> None:
+    patience = stop_wait(settings.lease_seconds, settings.kill_grace) if wait is None else wait
+    stopped: str | None = None
+
+    def drop(session: Session) -> bool:
         job = get_job(session, job_id)
-        if job.status == JobStatus.RUNNING and not force:
-            raise Conflict(f"job {job_id} is running; use --force to delete it anyway")
+        if job.status == JobStatus.RUNNING:
+            return False  # claimed since we looked, or being stopped: look again
         session.execute(delete(ScheduleEntry).where(ScheduleEntry.job == job_id))
         from multiflexi.storage.models import ArtifactChunk
 
@@ -305,11 +325,41 @@ def delete_job(db: Database, settings: Settings, job_id: int, *, force: bool = F
         session.execute(delete(Artifact).where(Artifact.job_id == job_id))
         session.execute(delete(JobAction).where(JobAction.job_id == job_id))
         session.delete(job)
+        return True
 
-    db.run(drop)
+    for _ in range(3):
+        with db.read() as session:
+            job = get_job(session, job_id)
+            running, where = job.status == JobStatus.RUNNING, job.host
+        if running:
+            if not force:
+                raise Conflict(
+                    f"job {job_id} is running on {where or 'an executor'}; stop it with "
+                    f"`job:cancel {job_id}`, or delete it with --force (which cancels it first)"
+                )
+            cancel_job(db, job_id)
+            if wait_final(db, job_id, patience) is None:
+                from multiflexi.errors import ExecutionError
+
+                raise ExecutionError(
+                    f"job {job_id} did not stop within {patience:g} s after its cancel was "
+                    f"asked for (its executor on {where or '?'} has not acted); not deleted"
+                )
+            with db.read() as session:
+                ended = get_job(session, job_id)
+            stopped = (
+                ended.reason
+                if ended.status == JobStatus.CANCELLED
+                else f"it ended {ended.status} first"
+            )
+        if db.run(drop):
+            break
+    else:
+        raise Conflict(f"job {job_id} keeps being started again; not deleted")
     import shutil
 
     shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    return stopped
 
 
 def count_jobs(session: Session) -> int:

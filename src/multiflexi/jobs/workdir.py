@@ -19,7 +19,14 @@ frees, and the discard it costs (two executor daemons, trivial jobs on PostgreSQ
 jobs/s, 5 % less of the machine's CPU per job; benchmarks/experiments.md). Only a directory that
 is still empty, private and ours is taken, and only by the same template's job: a
 process that escaped its job unseen and still works in the directory would otherwise
-write into another company's job.
+write into another company's job. It is looked at again once it has its new name: a
+directory that is not empty then is not the job's (see below).
+
+A job always starts in an empty directory of its own. Whatever is found at its name
+already -- left by a job of an earlier database that had the same id, or by a process
+that outlived its job -- is moved into ``.leftover/<id>-<UTC time>`` beside the jobs'
+directories (:func:`move_aside`), never taken as the job's own files; housekeeping
+lists those (``queue:fix``) and removes them after a week.
 """
 
 from __future__ import annotations
@@ -31,12 +38,27 @@ import shutil
 import stat
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger("multiflexi.jobs")
 
 #: Beside the jobs' directories: where directories wait for their removal.
 REMOVING = ".removing"
+#: Beside the jobs' directories: what was found where a new job's directory was to be.
+LEFTOVER = ".leftover"
+
+
+def move_aside(workdir: Path) -> Path:
+    """Move whatever is at ``workdir`` (a directory, a file, a link) into
+    ``.leftover/<name>-<UTC time>`` beside it; returns its new path."""
+    root = workdir.parent / LEFTOVER
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = root / f"{workdir.name}-{stamp}"
+    os.rename(workdir, target)
+    return target
 
 
 def remove_workdir(workdir: Path) -> None:
@@ -50,7 +72,7 @@ def remove_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _reusable(path: Path) -> bool:
+def reusable(path: Path) -> bool:
     """A directory of ours, private, and empty: as ``mkdir`` would make it."""
     try:
         st = os.lstat(path)  # not a symbolic link the job put in its directory's place
@@ -137,12 +159,15 @@ class WorkdirSweeper:
                     break
             else:
                 return False
-        if _reusable(spare):
+        if reusable(spare):
             try:
                 os.rename(spare, workdir)
-                return True
-            except OSError:  # a directory of that name with files: not ours to replace
-                pass
+            except OSError:  # something with files is there: not ours to replace
+                self.discard(spare)
+                return False
+            # Empty when looked at, but a process of the job before may have written
+            # since: then it is not this job's directory (the caller moves it aside).
+            return reusable(workdir)
         self.discard(spare)
         return False
 

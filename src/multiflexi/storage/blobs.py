@@ -155,8 +155,11 @@ def store_stream(
     content_type: str,
     note: str,
     kind: str = "file",
+    raw_name: bytes | None = None,
 ) -> Artifact:
-    """Store a readable binary stream as a new artifact; small content goes inline."""
+    """Store a readable binary stream as a new artifact; small content goes inline.
+    ``raw_name``: the exact bytes of a file name that is not UTF-8 (``filename`` then
+    shows it with the stray bytes escaped)."""
     first = stream.read(CHUNK_SIZE)
     following = stream.read(1) if len(first) == CHUNK_SIZE else b""
     digest = hashlib.sha256(first).hexdigest()
@@ -171,6 +174,7 @@ def store_stream(
         art = Artifact(
             job_id=job_id,
             filename=filename,
+            raw_name=raw_name,
             content_type=content_type,
             note=note,
             kind=kind,

@@ -182,8 +182,17 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("housekeeping:run",),
         "Run all housekeeping once: orphan repair, then the retention policy.",
     ),
+    "job:cancel": (
+        "jobs",
+        ("job:stop",),
+        "Cancel a job: a waiting one now; a running one (on any host) is...",
+    ),
     "job:create": ("jobs", (), "Create a job of a run template and queue it (status scheduled)."),
-    "job:delete": ("jobs", ("job:remove",), "Delete a job with its output and artifacts."),
+    "job:delete": (
+        "jobs",
+        ("job:remove",),
+        "Delete a job with its output and artifacts; a running one only with...",
+    ),
     "job:env-file": (
         "scripts",
         ("job2env", "job:env"),

@@ -187,10 +187,22 @@ def prune(
     emit(data, ctx.fmt, text=None if ctx.fmt == "json" else _prune_text(data))
 
 
+def _leftovers_text(report: Mapping[str, Any]) -> list[str]:
+    found = report.get("leftover_dirs") or []
+    if not found:
+        return []
+    lines = [f"Found in a new job's place and kept aside ({len(found)}; removed after 7 days):"]
+    lines += [f"  {path}" for path in found[:10]]
+    if len(found) > 10:
+        lines.append("  ...")
+    return lines
+
+
 def _orphans_text(report: Mapping[str, Any]) -> str:
     prefix = "Would fix" if report["dry_run"] else "Fixed"
     if not report["total"]:
-        return "Nothing to fix." if not report["errors"] else "\n".join(report["errors"])
+        quiet = ["Nothing to fix."] if not report["errors"] else list(report["errors"])
+        return "\n".join(quiet + _leftovers_text(report))
     lines = [f"{prefix}:"]
     for kind, count in report["fixed"].items():
         if count:
@@ -198,7 +210,7 @@ def _orphans_text(report: Mapping[str, Any]) -> str:
             more = " ..." if count > 10 else ""
             lines.append(f"  {kind.replace('_', ' ')}: {count} ({shown}{more})")
     lines.extend(f"error: {e}" for e in report["errors"])
-    return "\n".join(lines)
+    return "\n".join(lines + _leftovers_text(report))
 
 
 @command("queue:fix", "queue:repair")

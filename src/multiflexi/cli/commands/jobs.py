@@ -315,12 +315,49 @@ def _tee(stream: str, data: bytes) -> None:
     out.flush()
 
 
+class _Tee:
+    """Shows a running job's output on our own stdout and stderr, until they go away (a
+    dropped SSH session: EIO, a closed pipe): the job itself must not fail for that."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            _tee(stream, data)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self.broken = True
+
+
+def _say(line: str) -> None:
+    """A line on stderr that may have gone with the terminal."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+#: job:run's exit code for a job ended by its timeout, as timeout(1) has it.
+EXIT_TIMEOUT = 124
+
+
 @command("job:run", "job:execute")
 @id_argument()
 @click.option("--detach", is_flag=True, help="Only queue it for the executor daemon, now.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not stream the job's output.")
 def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -> int:
-    """Run a scheduled job now in the foreground; exit with the job's exit code."""
+    """Run a scheduled job now in the foreground; exit with the job's exit code.
+
+    Exit codes: the job's own; 124 when its timeout ended it; 130, 143 or 129 when this
+    command was interrupted by SIGINT (Ctrl-C), SIGTERM or SIGHUP -- the job's process
+    group is then terminated (SIGTERM, MULTIFLEXI_KILL_GRACE, SIGKILL) and the job
+    recorded ``cancelled``, "interrupted by SIGINT", with its output so far; 1 when
+    the job failed without an exit code of its own, or was cancelled by ``job:cancel``.
+    """
+    from multiflexi.executors.base import ExecutionResult
+    from multiflexi.jobs.cancel import Interrupts, StopEvent
     from multiflexi.jobs.runner import JobRunner
     from multiflexi.jobs.service import get_job, job_record
     from multiflexi.queue import claim_job, new_worker_id, release_now
@@ -331,14 +368,25 @@ def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -
         release_now(ctx.db, job_id)
         emit({"job_id": job_id, "queued": True}, ctx.fmt, text=f"Job {job_id} queued to run now.")
         return 0
-    claim = claim_job(ctx.db, job_id, new_worker_id("cli"), ctx.settings.lease_seconds)
-    tee = None if quiet or ctx.fmt == "json" else _tee
-    status = JobRunner(ctx.db, ctx.settings, tee=tee).perform_job(claim)
+    stop = StopEvent()
+    ended: list[ExecutionResult] = []
+    # From before the claim: a signal that comes once the job is ours stops the job;
+    # one that came before leaves it scheduled (the command ends before the claim).
+    with Interrupts(stop).installed() as interrupts:
+        if stop.is_set():  # pragma: no cover - a signal between two lines
+            return interrupts.exit_code or 1
+        claim = claim_job(ctx.db, job_id, new_worker_id("cli"), ctx.settings.lease_seconds)
+        tee = None if quiet or ctx.fmt == "json" else _Tee()
+        runner = JobRunner(ctx.db, ctx.settings, tee=tee, cancel=stop)
+        status = runner.perform_job(claim, on_result=ended.append)
     with ctx.db.read() as s:
         job = get_job(s, job_id)
         record = job_record(s, job)
     if ctx.fmt == "json":
-        emit(record, ctx.fmt)
+        try:
+            emit(record, ctx.fmt)
+        except (OSError, ValueError):
+            pass
     else:
         from multiflexi.cli.output import reason_text
 
@@ -348,7 +396,11 @@ def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -
         reason = reason_text(job.reason, job.exitcode)
         if reason:
             line += f": {reason}"
-        click.echo(line, err=True)
+        _say(line)
+    if interrupts.exit_code is not None:
+        return interrupts.exit_code
+    if ended and ended[0].timed_out:
+        return EXIT_TIMEOUT
     if job.exitcode is not None:
         return job.exitcode
     return 0 if status == "success" else 1
@@ -378,14 +430,108 @@ def _note(message: str) -> None:
     click.echo(message, err=True)
 
 
+@command("job:cancel", "job:stop")
+@id_argument()
+@click.option("--no-wait", is_flag=True, help="Only ask; do not wait for a running job to stop.")
+@click.option(
+    "--timeout",
+    default=None,
+    metavar="SECONDS",
+    help="How long to wait for a running job to stop (default: heartbeat + kill grace + 30).",
+)
+def job_cancel(pos_id: str | None, opt_id: str | None, no_wait: bool, timeout: str | None) -> int:
+    """Cancel a job: a waiting one now; a running one (on any host) is stopped by its
+    executor within a heartbeat (SIGTERM, kill grace, SIGKILL) and recorded cancelled."""
+    from multiflexi.jobs.cancel import cancel_job, stop_wait, wait_final
+
+    ctx = cli_context()
+    job_id = resolve_id(pos_id, opt_id, "job id")
+    seconds = _seconds(
+        timeout, "--timeout", stop_wait(ctx.settings.lease_seconds, ctx.settings.kill_grace)
+    )
+    state = cancel_job(ctx.db, job_id)
+    data: dict[str, object] = {"job_id": job_id, "outcome": state.outcome, "status": state.status}
+    if state.outcome == "final":
+        data["message"] = f"Job {job_id} had already ended ({state.status}); nothing to cancel."
+        emit(data, ctx.fmt, text=str(data["message"]))
+        return 1 if state.status != "cancelled" else 0
+    if state.outcome == "cancelled":
+        emit(data, ctx.fmt, text=f"Job {job_id} cancelled (it had not started).")
+        return 0
+    where = f"worker {state.worker} on {state.host}" if state.host else f"worker {state.worker}"
+    asked = f"Cancel of job {job_id} asked for; {where} stops it at its next heartbeat."
+    if state.outcome == "pending":
+        asked = f"Cancel of job {job_id} was asked for already by {state.by}; {where} stops it."
+    data["worker"], data["host"], data["requested_by"] = state.worker, state.host, state.by
+    if no_wait:
+        emit(data, ctx.fmt, text=asked)
+        return 0
+    if ctx.fmt != "json":
+        click.echo(asked)  # on its way; the outcome follows
+    final = wait_final(ctx.db, job_id, seconds)
+    data["status"] = final or "running"
+    if final is None:
+        from multiflexi.errors import ExecutionError
+
+        raise ExecutionError(
+            f"job {job_id} is still running after {seconds:g} s: {where} has not stopped it "
+            "(if that executor is gone, recovery records the job cancelled once its lease "
+            "runs out)"
+        )
+    with ctx.db.read() as s:
+        from multiflexi.jobs.service import get_job
+
+        reason = get_job(s, job_id).reason
+    data["reason"] = reason
+    if final == "cancelled":
+        emit(data, ctx.fmt, text=f"Job {job_id} cancelled: {reason}")
+        return 0
+    emit(data, ctx.fmt, text=f"Job {job_id} ended {final} before it could be stopped: {reason}")
+    return 1
+
+
+def _seconds(raw: str | None, what: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        from multiflexi.errors import Invalid
+
+        raise Invalid(f"{what} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 86400:
+        from multiflexi.errors import Invalid
+
+        raise Invalid(f"{what} must be between 0 and 86400 seconds, got {raw!r}")
+    return value
+
+
 @command("job:delete", "job:remove")
 @id_argument()
-@click.option("--force", is_flag=True, help="Delete even a running job.")
-def job_delete(pos_id: str | None, opt_id: str | None, force: bool) -> None:
-    """Delete a job with its output and artifacts."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Delete a running job too: it is cancelled first, and deleted once it has stopped.",
+)
+@click.option(
+    "--timeout",
+    default=None,
+    metavar="SECONDS",
+    help="With --force: how long to wait for a running job to stop.",
+)
+def job_delete(pos_id: str | None, opt_id: str | None, force: bool, timeout: str | None) -> None:
+    """Delete a job with its output and artifacts; a running one only with --force, which
+    cancels it first and waits until it has stopped (no process is left running)."""
+    from multiflexi.jobs.cancel import stop_wait
     from multiflexi.jobs.service import delete_job
 
     ctx = cli_context()
     job_id = resolve_id(pos_id, opt_id, "job id")
-    delete_job(ctx.db, ctx.settings, job_id, force=force)
-    emit({"deleted": True, "job_id": job_id}, ctx.fmt, text=f"Job {job_id} deleted.")
+    seconds = _seconds(
+        timeout, "--timeout", stop_wait(ctx.settings.lease_seconds, ctx.settings.kill_grace)
+    )
+    stopped = delete_job(ctx.db, ctx.settings, job_id, force=force, wait=seconds)
+    text = f"Job {job_id} deleted."
+    if stopped:
+        text = f"Job {job_id} cancelled ({stopped}) and deleted."
+    emit({"deleted": True, "job_id": job_id, "cancelled": bool(stopped)}, ctx.fmt, text=text)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
@@ -16,6 +16,7 @@ class Token(Base):
     """An API token. Only its SHA-256 is stored; ``prefix`` lets a human tell tokens apart."""
 
     __tablename__ = "token"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
@@ -69,7 +70,7 @@ class AuditLog(Base):
     """One change: who, when, through what, which entity, and the fields (secrets redacted)."""
 
     __tablename__ = "auditlog"
-    __table_args__ = (Index("ix_auditlog_entity", "entity_type", "entity_id"),)
+    __table_args__ = (Index("ix_auditlog_entity", "entity_type", "entity_id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

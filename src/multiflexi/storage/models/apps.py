@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
 class App(Base):
     __tablename__ = "apps"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

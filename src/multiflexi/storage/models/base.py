@@ -17,6 +17,16 @@ NAMING = {
 }
 
 
+#: ``__table_args__`` of the tables whose ids people and scripts use (``job:show 42``,
+#: ``artifact:get 7``): SQLite then never hands out an id again after its row was
+#: deleted (``AUTOINCREMENT``). PostgreSQL sequences and MariaDB's AUTO_INCREMENT (since
+#: 10.2.4, also across restarts) never do; docs/guarantees.md. A migration that rebuilds
+#: such a table on SQLite (batch mode, to alter or drop a column) must pass
+#: ``table_kwargs={"sqlite_autoincrement": True}``: a rebuild does not keep it by itself
+#: (tests/storage/test_ids_never_reused.py checks every such table at the head).
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 

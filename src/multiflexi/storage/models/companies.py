@@ -7,12 +7,13 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
 class Company(Base):
     __tablename__ = "company"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
@@ -16,6 +16,7 @@ class CredentialType(Base):
     """A kind of credential (e.g. AbraFlexi, FioBank) and the fields it provides."""
 
     __tablename__ = "credential_type"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
@@ -51,7 +52,7 @@ class CrTypeField(Base):
 
 class Credential(Base):
     __tablename__ = "credentials"
-    __table_args__ = (UniqueConstraint("company_id", "name"),)
+    __table_args__ = (UniqueConstraint("company_id", "name"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
@@ -51,6 +51,7 @@ class Job(Base):
         Index("ix_job_status_runtemplate", "status", "runtemplate_id"),
         Index("ix_job_company_created", "company_id", "created"),
         Index("ix_job_retry_of", "retry_of"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -100,6 +101,10 @@ class Job(Base):
     artifacts_pruned: Mapped[bool] = mapped_column(Boolean, default=False)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: ``job:cancel`` of a running job: when it was asked, and by whom (user@host). The
+    #: executor running the job sees it at its next heartbeat (jobs/cancel.py).
+    cancel_requested: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancel_by: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
 
 class ScheduleEntry(Base):

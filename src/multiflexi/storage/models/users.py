@@ -7,12 +7,13 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from multiflexi.storage.models.base import Base
+from multiflexi.storage.models.base import NEVER_REUSED, Base
 from multiflexi.storage.types import UTCDateTime, utcnow
 
 
 class User(Base):
     __tablename__ = "user"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     login: Mapped[str] = mapped_column(String(64), unique=True)
