@@ -23,6 +23,7 @@ from multiflexi.storage.models import (
     Company,
     CompanyEnv,
     Configuration,
+    GlobalEnv,
     Job,
     RunTemplate,
     RunTplCred,
@@ -51,16 +52,18 @@ _PARTS = (
     ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active")),
 )  # fmt: skip
 
-_ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV = (
+_ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV, _GLOBAL_ENV = (
     table_of(ActionConfig),
     table_of(Configuration),
     table_of(RunTplCred),
     table_of(CompanyEnv),
+    table_of(GlobalEnv),
 )
 #: Environment layers (as ``environment.gather_layers`` names them) and whether each has
 #: rows: an empty one (no credentials bound, no company variables: most jobs) then costs
 #: no query of its own.
 _LAYER_ROWS = {
+    "global": select(_GLOBAL_ENV.c.id).exists(),
     "config": exists().where(_CONFIG.c.runtemplate_id == _JOB.c.runtemplate_id),
     "credentials": exists().where(_BINDINGS.c.runtemplate_id == _JOB.c.runtemplate_id),
     "company": exists().where(_COMPANY_ENV.c.company_id == _JOB.c.company_id),

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from multiflexi.config import Settings
     from multiflexi.storage.database import Database
 
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
 
 def get_job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
@@ -55,11 +53,12 @@ def secret_names(app: App) -> set[str]:
 
 
 def check_overrides(overrides: Mapping[str, str]) -> None:
-    import re
+    from multiflexi.env.names import name_problem
 
     for key, value in overrides.items():
-        if not re.match(ENV_NAME, key):
-            raise Invalid(f"invalid variable name {key!r} in --env")
+        problem = name_problem(key)
+        if problem is not None:
+            raise Invalid(f"invalid variable name {key!r} in --env: it {problem}")
         if "\x00" in value:
             raise Invalid(f"value of {key} contains a NUL byte, which no environment can carry")
 
@@ -252,10 +251,17 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
 
 
 def env_rows(job: Job, vault: Vault | None) -> list[dict[str, Any]]:
-    """The job's variables with their sources; secrets redacted unless a vault is given."""
+    """The job's variables with their sources and the values each shadowed (an earlier
+    layer's, nearest first); secrets redacted unless a vault is given."""
     env = environment.load_env(job.env or [], vault)
     return [
-        {"name": v.name, "value": v.value, "source": v.source, "secret": v.secret}
+        {
+            "name": v.name,
+            "value": v.value,
+            "source": v.source,
+            "shadowed": [{"source": s.source, "value": s.value} for s in v.shadowed],
+            "secret": v.secret,
+        }
         for v in env.values()
     ]
 

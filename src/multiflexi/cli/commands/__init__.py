@@ -157,6 +157,13 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     ),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
+    "global:env:list": (
+        "global_env",
+        (),
+        "List the global job environment (secret-looking values redacted).",
+    ),
+    "global:env:set": ("global_env", (), "Set variables every job gets: a proxy, a CA bundle..."),
+    "global:env:unset": ("global_env", (), "Remove variables from the global job environment."),
     "housekeeping": (
         "housekeeping",
         ("housekeeping:run",),

@@ -122,11 +122,13 @@ def job_show(
         record["output_tail"] = tails
         emit(record, ctx.fmt)
         return
-    from multiflexi.cli.output import localize, render_table
+    from multiflexi.cli.output import localize, render_table, shadows_text
 
     text = _show_text(localize(record, ctx.settings.timezone), tails)
     if show_env:
-        text += "\n\nEnvironment:\n" + render_table(record["env"])  # type: ignore[arg-type]
+        rows = [{**row, "shadowed": shadows_text(row["shadowed"])} for row in record["env"]]  # type: ignore[attr-defined]
+        text += "\n\nEnvironment (later layers win; shadowed: what each value replaced):\n"
+        text += render_table(rows, ("name", "value", "source", "shadowed", "secret"))
     emit(record, ctx.fmt, text=text)
 
 

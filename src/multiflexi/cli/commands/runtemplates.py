@@ -16,7 +16,7 @@ from multiflexi.cli.base import (
     parse_int,
     resolve_id,
 )
-from multiflexi.cli.output import emit, render_record, render_table
+from multiflexi.cli.output import emit, render_record, render_table, shadows_text
 
 LIST_COLUMNS = (
     "id",
@@ -31,7 +31,10 @@ LIST_COLUMNS = (
     "executor",
     "next_schedule",
 )
-CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
+CONFIG_COLUMNS = (
+    "name", "type", "value", "source", "shadows", "secret", "required", "missing", "declared",
+)  # fmt: skip
+ENV_COLUMNS = ("name", "value", "source", "shadows", "secret")
 
 _INT_SETTINGS = (
     "delay", "timeout", "max_attempts", "retry_min_gap",
@@ -197,15 +200,23 @@ def rt_get(pos_id: str | None, opt_id: str | None, name: str | None) -> None:
 
 
 def _show_text(data: dict[str, Any]) -> str:
-    head = {k: v for k, v in data.items() if k not in ("config", "missing_required", "next_runs")}
-    parts = [render_record(head), "", "Configuration:"]
+    hidden = ("config", "environment", "missing_required", "next_runs")
+    head = {k: v for k, v in data.items() if k not in hidden}
+    parts = [render_record(head), "", "Configuration (the value a job gets and its source):"]
     rows = [
-        {**row, "value": "(not set)" if row["value"] is None else row["value"]}
+        {
+            **row,
+            "value": "(not set)" if row["value"] is None else row["value"],
+            "shadows": shadows_text(row["shadowed"]),
+        }
         for row in data["config"]
     ]
     parts.append(
         render_table(rows, CONFIG_COLUMNS) if rows else "  (the application declares none)"
     )
+    if data["environment"]:
+        others = [{**row, "shadows": shadows_text(row["shadowed"])} for row in data["environment"]]
+        parts += ["", "Environment from other layers:", render_table(others, ENV_COLUMNS)]
     if data["missing_required"]:
         parts += ["", f"Missing required: {', '.join(data['missing_required'])}"]
     if data["next_runs"]:

@@ -3,7 +3,13 @@
 from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
 from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
 from multiflexi.storage.models.base import Base, table_of
-from multiflexi.storage.models.companies import Company, CompanyApp, CompanyEnv
+from multiflexi.storage.models.companies import (
+    Company,
+    CompanyApp,
+    CompanyEnv,
+    GlobalEnv,
+    company_name_key,
+)
 from multiflexi.storage.models.credentials import (
     CreData,
     Credential,
@@ -47,6 +53,7 @@ __all__ = [
     "CreData",
     "Credential",
     "CredentialType",
+    "GlobalEnv",
     "Job",
     "JobAction",
     "JobStatus",
@@ -58,5 +65,6 @@ __all__ = [
     "ScheduledTick",
     "User",
     "Worker",
+    "company_name_key",
     "table_of",
 ]

@@ -1,0 +1,42 @@
+"""What a variable name may be.
+
+A process environment is a list of ``NAME=value`` strings: any name without ``=`` and
+NUL reaches the process intact, and published applications use such names (``BANKA+``,
+``BANKA-``). A shell can set and read only ``[A-Za-z_][A-Za-z0-9_]*``, and so can a
+``{VAR}`` macro: other names are accepted everywhere and passed to the process as they
+are, and whatever writes a script or a ``.env`` file for a shell carries them another way
+(``env 'BANKA+=…' command``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from multiflexi.errors import Invalid
+
+#: A name a POSIX shell can assign and expand.
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_shell_name(name: str) -> bool:
+    """Whether a shell can set and read ``name``."""
+    return SHELL_NAME.fullmatch(name) is not None
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a variable of a process environment, or None."""
+    if not name:
+        return "is empty"
+    if "=" in name:
+        return "contains '=', which ends a variable's name in an environment"
+    if "\x00" in name:
+        return "contains a NUL byte, which no environment can carry"
+    return None
+
+
+def check_name(name: str, what: str = "variable name") -> str:
+    """``name`` if a process environment can carry it, else :class:`Invalid`."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise Invalid(f"invalid {what} {name!r}: it {problem}")
+    return name
