@@ -49,11 +49,16 @@ format_option = click.option(
 )
 
 
-def command(name: str, *aliases: str, **kwargs: Any) -> Callable[[F], click.Command]:
-    """Register a command under ``name`` (e.g. ``job:list``) and its alias spellings."""
+def command(
+    name: str, *aliases: str, own_format: bool = False, **kwargs: Any
+) -> Callable[[F], click.Command]:
+    """Register a command under ``name`` (e.g. ``job:list``) and its alias spellings.
+    ``own_format``: the command has a ``-f/--format`` option of its own, with more
+    formats than text and json (``job:env-file``)."""
 
     def decorate(fn: F) -> click.Command:
-        cmd: click.Command = click.command(name, **kwargs)(format_option(fn))  # type: ignore[no-untyped-call]
+        with_format = fn if own_format else format_option(fn)
+        cmd: click.Command = click.command(name, **kwargs)(with_format)  # type: ignore[no-untyped-call]
         _REGISTERED[name] = (cmd, aliases)
         return cmd
 

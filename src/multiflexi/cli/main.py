@@ -29,6 +29,10 @@ NOUN_ALIASES = {
 }
 
 
+#: Console scripts that run one command (``cli/scripts.py``) -> the command.
+STANDALONE = {"multiflexi-job2script": "job:script", "multiflexi-job2env": "job:env-file"}
+
+
 class RootGroup(click.Group):
     """Finds commands by name, alias, legacy noun or ``noun verb`` spelling.
 
@@ -71,6 +75,8 @@ class RootGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0]
+        if name in STANDALONE:  # its own console script: usage lines name the script
+            return name, self._load(STANDALONE[name]), args[1:]
         found = self._lookup(name)
         if found is None and ":" not in name and len(args) > 1:
             legacy = self._lookup(f"{name}:{args[1]}")

@@ -2,7 +2,8 @@
 
 A process environment is a list of ``NAME=value`` strings: any name without ``=`` and
 NUL reaches the process intact, and published applications use such names (``BANKA+``,
-``BANKA-``). A shell can set and read only ``[A-Za-z_][A-Za-z0-9_]*``, and so can a
+``BANKA-``). Names with control characters are refused too: nobody can read or type them,
+and shown on a terminal they could rewrite it. A shell can set and read only ``[A-Za-z_][A-Za-z0-9_]*``, and so can a
 ``{VAR}`` macro: other names are accepted everywhere and passed to the process as they
 are, and whatever writes a script or a ``.env`` file for a shell carries them another way
 (``env 'BANKA+=…' command``).
@@ -14,6 +15,9 @@ import re
 
 from multiflexi.errors import Invalid
 
+#: C0 and C1 control characters and DEL: a name with one could rewrite a terminal that
+#: shows it (an escape sequence), and no application declares one.
+_CONTROL = re.compile(r"[\x01-\x1f\x7f-\x9f]")
 #: A name a POSIX shell can assign and expand.
 SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -31,6 +35,8 @@ def name_problem(name: str) -> str | None:
         return "contains '=', which ends a variable's name in an environment"
     if "\x00" in name:
         return "contains a NUL byte, which no environment can carry"
+    if _CONTROL.search(name):
+        return "contains a control character, which no one could read or type"
     return None
 
 

@@ -174,7 +174,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "job:env-file": (
         "scripts",
         ("job2env", "job:env"),
-        "Print the job's environment as a .env file.",
+        "Print the job's environment as a file: for bash by default, or for...",
     ),
     "job:list": ("jobs", ("job:ls",), "List jobs, newest first."),
     "job:logs": (
@@ -190,7 +190,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "job:script": (
         "scripts",
         ("job2script",),
-        "Print a bash script that reproduces the job (environment and...",
+        "Print a bash script that runs the job again as it ran: in a...",
     ),
     "job:show": (
         "jobs",
