@@ -221,11 +221,6 @@ def command_of(app: Any, env: Env) -> tuple[list[str], str]:
     return shown, display(shown)
 
 
-def _store_command(job: Job, app: App, env: Env) -> None:
-    """Record the command line (see :func:`command_of`) on ``job``."""
-    job.argv, job.command = command_of(app, env)
-
-
 def exit_meanings(session: Session, app_id: int) -> list[ExitMeaning]:
     rows = session.scalars(select(AppExitCode).where(AppExitCode.app_id == app_id))
     return [ExitMeaning(r.exit_code, r.description, r.severity, r.retry) for r in rows]

@@ -85,14 +85,12 @@ class Rendered(NamedTuple):
 
 @dataclass
 class _JobView:
-    """The attributes of a job the environment and command-line helpers read and write,
-    without the cost of an ORM object per job."""
+    """The attributes of a job the injected environment layer reads, without the cost of
+    an ORM object per job."""
 
     id: int
     attempt: int
     executor: str
-    argv: list[str]
-    command: str
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ class JobEnvShape:
 
     def _all_layers(self, who: Identity) -> list[list[EnvVar]]:
         """The layers in the order of ``environment.gather_layers``."""
-        job = cast("Job", _JobView(who.job_id, 1, self.executor, [], ""))
+        job = cast("Job", _JobView(who.job_id, 1, self.executor))
         injected = environment.injected_layer(
             job=job,
             app=self.app,
@@ -185,11 +183,9 @@ class JobEnvShape:
         return self._finish(who, env, JSONText(json.dumps(stored))), env, stored
 
     def _finish(self, who: Identity, env: Env, stored: JSONText) -> Rendered:
-        from multiflexi.jobs.service import _store_command
+        from multiflexi.jobs.service import command_of
 
-        view = _JobView(who.job_id, 1, self.executor, [], "")
-        _store_command(cast("Job", view), self.app, env)
-        return Rendered(stored, view.argv, view.command)
+        return Rendered(stored, *command_of(self.app, env))
 
     # -- the shortcut ----------------------------------------------------------------
 
