@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import creation, execution, tools  # noqa: E402
+from benchmarks import api, creation, execution, startup, tools  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     PROBE_IMPORT,
     PROBE_LOOP,
@@ -51,6 +51,8 @@ BENCHMARKS: dict[str, Callable[[Harness], list[Row]]] = {
     "scaling": execution.scaling,
     "cli": tools.cli,
     "scheduler": tools.scheduler,
+    "api": api.api,
+    "startup": startup.startup,
 }
 
 

@@ -84,9 +84,9 @@ def cli(h: Harness) -> list[Row]:
     # the project's modules on every call, unlike the libraries of the floor).
     compiled = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     compiled["PYTHONPYCACHEPREFIX"] = str(h.root / "pycache")
-    floor_typer = median_wall([python, "-c", "import typer"], runs, compiled)
+    floor_click = median_wall([python, "-c", "import click"], runs, compiled)
     floor_all = median_wall(
-        [python, "-c", "import typer, sqlalchemy.orm, rich.table"], runs, compiled
+        [python, "-c", "import click, sqlalchemy.orm, rich.table"], runs, compiled
     )
     db = h.open("sqlite")
     try:
@@ -104,10 +104,10 @@ def cli(h: Harness) -> list[Row]:
         (
             [exe, "job:list", "--limit", "50"],
             floor_all,
-            'python -c "import typer, sqlalchemy.orm, rich.table"',
+            'python -c "import click, sqlalchemy.orm, rich.table"',
             0.300,
         ),
-        ([exe, "--help"], floor_typer, 'python -c "import typer"', 0.150),
+        ([exe, "--help"], floor_click, 'python -c "import click"', 0.150),
     ):
         shown = "multiflexi-cli " + " ".join(argv[1:])
         name = f"CLI `{shown}`, SQLite, {jobs:,} jobs"

@@ -43,7 +43,7 @@ def make_setup(
     **rt_options: Any,
 ) -> tuple[int, int, int]:
     """An app, a company and a run template; returns (app_id, company_id, runtemplate_id)."""
-    vault = Vault.from_settings(db.settings)
+    vault = Vault.from_settings(db.settings, db)
     with db.session() as s:
         app = App(
             name=f"{name} {uuidlib.uuid4().hex[:6]}",

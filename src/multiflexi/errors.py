@@ -7,14 +7,20 @@ message.
     MultiFlexiError                 exit 1
     ├── ConfigError                 bad or missing configuration
     ├── DatabaseError               a database cannot be reached or used
-    │   └── SchemaBehind            the database schema is older than the code
+    │   ├── SchemaBehind            the database schema is older than the code
+    │   └── SchemaAhead             the database schema is newer than the code
     ├── NotFound                    an id, uuid, slug or name that does not exist
     ├── Invalid                     a value of the wrong shape or type
     │   └── AppDefinitionError      an application JSON that cannot be imported
     ├── Conflict                    duplicates, or a state that forbids the change
     ├── Refused                     the user declined a confirmation
+    ├── Unauthenticated             no, wrong or expired credentials (HTTP 401)
+    │   └── Throttled               too many failed logins: wait (HTTP 429)
+    ├── Forbidden                   authenticated, but the role does not allow it (HTTP 403)
     ├── SecretError                 secrets cannot be encrypted or decrypted
+    │   └── KeyMismatch             this process's master key is not the database's
     └── ExecutionError              a job could not be prepared or run
+        └── ExecutorFault           this host cannot run jobs (key, job root, disk)
     UsageError                      exit 2: misuse of a command (missing option, ...)
 """
 
@@ -50,6 +56,10 @@ class SchemaBehind(DatabaseError):
     """The database schema is older than this version: run `multiflexi-cli db:migrate`."""
 
 
+class SchemaAhead(DatabaseError):
+    """The database is newer than this version: upgrade this host."""
+
+
 class NotFound(MultiFlexiError):
     """Not found."""
 
@@ -74,12 +84,36 @@ class Refused(MultiFlexiError):
     """Aborted."""
 
 
+class Unauthenticated(MultiFlexiError):
+    """Authentication required."""
+
+
+class Throttled(Unauthenticated):
+    """Too many failed logins; try again later."""
+
+    def __init__(self, message: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(MultiFlexiError):
+    """Not allowed."""
+
+
 class SecretError(MultiFlexiError):
     """Secrets cannot be decrypted with the configured master key."""
 
 
+class KeyMismatch(SecretError):
+    """This process's master key is not the one that encrypted the database's secrets."""
+
+
 class ExecutionError(MultiFlexiError):
     """The job could not be run."""
+
+
+class ExecutorFault(ExecutionError):
+    """This host cannot run jobs (its key, its job root): the fault is not the job's."""
 
 
 class UsageError(MultiFlexiError):

@@ -35,8 +35,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi.errors import Conflict, NotFound
+from multiflexi.jobs.holds import job_hold, runnable
 from multiflexi.storage import pipeline
-from multiflexi.storage.models import Job, JobStatus, RunTemplate, ScheduleEntry, table_of
+from multiflexi.storage.models import (
+    App,
+    Company,
+    Job,
+    JobStatus,
+    RunTemplate,
+    ScheduleEntry,
+    table_of,
+)
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -113,6 +122,9 @@ def claim_job(db: Database, job_id: int, worker: str, lease_seconds: float) -> C
         if job.status != JobStatus.SCHEDULED:
             who = f" by {job.worker}" if job.status == JobStatus.RUNNING and job.worker else ""
             raise Conflict(f"job {job_id} is {job.status}{who}; only a scheduled job can be run")
+        held = job_hold(session, job_id)
+        if held is not None:
+            raise Conflict(f"job {job_id} is {held}; enable it to run the job")
         running = _overlap_blocked(session, job)
         if running is not None:
             raise Conflict(
@@ -134,6 +146,7 @@ class _ClaimSql:
 
     def __init__(self, dialect: str) -> None:
         sched, job, rt = table_of(ScheduleEntry), table_of(Job), table_of(RunTemplate)
+        company, app = table_of(Company), table_of(App)
         other = job.alias("other_job")
         busy_template = exists().where(
             other.c.runtemplate_id == job.c.runtemplate_id,
@@ -143,7 +156,12 @@ class _ClaimSql:
             select(sched.c.id, sched.c.job, job.c.runtemplate_id, rt.c.overlap)
             .join(job, job.c.id == sched.c.job)
             .outerjoin(rt, rt.c.id == job.c.runtemplate_id)
+            # Held jobs (company or application disabled, template not active) wait in
+            # their place: two primary-key lookups for the row the claim takes.
+            .outerjoin(company, company.c.id == job.c.company_id)
+            .outerjoin(app, app.c.id == job.c.app_id)
             .where(sched.c.after <= bindparam("b_now"))
+            .where(runnable(company, app, rt))
             .where(or_(rt.c.overlap == "allow", rt.c.id.is_(None), ~busy_template))
             .order_by(sched.c.priority.desc(), sched.c.after, sched.c.id)
         )
@@ -381,7 +399,7 @@ def _read_after(conn: Executes, then: Callable[[Executes, int], Any] | None, job
     try:
         return then(conn, job_id)
     except DBAPIError:  # not retried here: a retry would claim another job
-        log.debug("action=preread job_id=%s failed", job_id, exc_info=True)
+        log.debug("action=preread_failed job_id=%s", job_id, exc_info=True)
         return None
 
 
@@ -409,10 +427,11 @@ def claimed_since(session: Session, worker: str, since: datetime) -> list[int]:
     return list(session.scalars(stmt.order_by(Job.id)))
 
 
-def give_back(db: Database, job_id: int, worker: str) -> bool:
+def give_back(db: Database, job_id: int, worker: str, *, reason: str = "") -> bool:
     """Put a job claimed by ``worker`` but never started back in the queue, due at its
-    planned time (priority 0: the job row does not keep it). False when the job is not
-    ``worker``'s running job any more."""
+    planned time (priority 0: the job row does not keep it), with ``reason`` on the job
+    (until its next run ends). False when the job is not ``worker``'s running job any
+    more."""
 
     def attempt(session: Session) -> bool:
         taken = session.execute(
@@ -420,6 +439,7 @@ def give_back(db: Database, job_id: int, worker: str) -> bool:
             .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
             .values(
                 status=JobStatus.SCHEDULED,
+                reason=reason,
                 worker="",
                 host="",
                 begin=None,
@@ -461,7 +481,7 @@ class Outcome:
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "status", "reason", "end", "exitcode", "signal", "wall_seconds", "cpu_user",
-        "cpu_system", "max_rss_kb",
+        "cpu_system", "max_rss_kb", "limits_mechanism",
     )  # fmt: skip
 
     status: JobStatus
@@ -474,6 +494,7 @@ class Outcome:
     cpu_user: float | None = None
     cpu_system: float | None = None
     max_rss_kb: int | None = None
+    limits_mechanism: str | None = None
 
 
 def finish(
@@ -585,6 +606,9 @@ def release_now(db: Database, job_id: int) -> None:
             raise NotFound(f"job {job_id} not found")
         if job.status != JobStatus.SCHEDULED:
             raise Conflict(f"job {job_id} is {job.status}; only a scheduled job can be queued")
+        held = job_hold(session, job_id)
+        if held is not None:
+            raise Conflict(f"job {job_id} is {held}; enable it to run the job")
         now = utcnow()
         session.execute(update(ScheduleEntry).where(ScheduleEntry.job == job_id).values(after=now))
         job.schedule = now
@@ -612,7 +636,20 @@ def due_state(session: Session, now: datetime) -> tuple[bool, datetime | None]:
     A cheap read (no write lock on SQLite) that lets an idle executor skip the claim
     transaction and sleep exactly until the next job is due.
     """
-    due = session.scalar(select(ScheduleEntry.id).where(ScheduleEntry.after <= now).limit(1))
+    # Held jobs are not due for anyone: an executor would take the claim's write
+    # transaction at every poll for nothing.
+    due = session.scalar(
+        select(ScheduleEntry.id)
+        .join(Job, Job.id == ScheduleEntry.job)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .outerjoin(Company, Company.id == Job.company_id)
+        .outerjoin(App, App.id == Job.app_id)
+        .where(
+            ScheduleEntry.after <= now,
+            runnable(table_of(Company), table_of(App), table_of(RunTemplate)),
+        )
+        .limit(1)
+    )
     upcoming = session.scalar(
         select(func.min(ScheduleEntry.after)).where(ScheduleEntry.after > now)
     )

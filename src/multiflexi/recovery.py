@@ -24,10 +24,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from multiflexi import queue
+from multiflexi.jobs import lifecycle
+from multiflexi.monitoring import counters
 from multiflexi.storage import blobs
 from multiflexi.storage.models import App, Artifact, Job, JobStatus, RunTemplate
 from multiflexi.storage.types import utcnow
@@ -81,6 +83,7 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
                 .where(RunTemplate.id == rt_id)
                 .values(failed_jobs_count=RunTemplate.failed_jobs_count + 1)
             )
+        add_missing_outputs(session, job_id, now)
         return list(
             session.scalars(
                 select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
@@ -88,6 +91,52 @@ def _mark_lost(db: Database, job_id: int, worker: str, host: str, now: datetime)
         )
 
     return db.run(write)
+
+
+def add_missing_outputs(session: Session, job_id: int, now: datetime) -> None:
+    """Give a lost job the ``stdout.txt`` and ``stderr.txt`` every job has: a stream it
+    printed nothing to (or nothing its worker stored before dying) is an empty artifact,
+    not a missing one."""
+    from multiflexi.jobs.output import STREAMS
+
+    have = set(
+        session.scalars(
+            select(Artifact.kind).where(Artifact.job_id == job_id, Artifact.kind.in_(STREAMS))
+        )
+    )
+    for stream in STREAMS:
+        if stream in have:
+            continue
+        session.add(
+            Artifact(
+                job_id=job_id,
+                filename=f"{stream}.txt",
+                content_type="text/plain",
+                note=f"standard {'output' if stream == 'stdout' else 'error'} of the job"
+                " (lost: only what was stored before its worker stopped)",
+                kind=stream,
+                content=None,
+                size=0,
+                sha256=hashlib.sha256(b"").hexdigest(),
+                state="complete",
+                created=now,
+            )
+        )
+
+
+def close_outputs(db: Database, job_id: int) -> None:
+    """Close every output of a job that was left streaming (its worker is gone)."""
+    with db.read() as session:
+        ids = list(
+            session.scalars(
+                select(Artifact.id).where(Artifact.job_id == job_id, Artifact.state == "streaming")
+            )
+        )
+    for artifact_id in ids:
+        try:
+            _close_output(db, artifact_id)
+        except Exception as exc:  # the record of the loss matters more than the checksum
+            log.error("action=close_output job_id=%s error=%s", job_id, exc)
 
 
 def _close_output(db: Database, artifact_id: int) -> None:
@@ -131,7 +180,14 @@ def requeue_lost(
         except LookupError:
             continue  # finished, renewed, or already marked by another executor
         lost.append(job_id)
-        log.warning("action=lost job_id=%s worker=%s host=%s", job_id, worker, host)
+        counters.inc("multiflexi_jobs_finished", str(JobStatus.LOST))
+        log.warning(
+            "action=lost job_id=%s worker=%s host=%s reason=%s",
+            job_id,
+            worker,
+            host,
+            lost_reason(worker, host),
+        )
         for artifact_id in streams:
             try:
                 _close_output(db, artifact_id)
@@ -210,7 +266,7 @@ def _queue_retry(db: Database, job_id: int, now: datetime) -> None:
         log.debug("action=queue_retry job_id=%s error=%s", job_id, exc)
         return
     if queued:
-        log.warning("action=queue_retry job_id=%s reason=created but never queued", job_id)
+        log.warning("action=queue_retry job_id=%s reason=%s", job_id, "created but never queued")
 
 
 def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:
@@ -229,7 +285,16 @@ def _stranded(db: Database, settings: Settings, now: datetime) -> list[int]:
                     Job.status.in_((JobStatus.FAILED, JobStatus.LOST)),
                     Job.end >= now - STRANDED_WINDOW,
                     or_(Job.status == JobStatus.LOST, Job.end < now - grace),
-                    Job.attempt < RunTemplate.max_attempts,
+                    or_(
+                        Job.attempt < RunTemplate.max_attempts,
+                        and_(
+                            RunTemplate.on_interrupt != "fail",
+                            or_(
+                                Job.status == JobStatus.LOST,
+                                Job.reason == lifecycle.STOPPED_REASON,
+                            ),
+                        ),
+                    ),
                     RunTemplate.active.is_(True),
                     App.enabled.is_(True),
                     ~exists().where(retry.retry_of == Job.id),
@@ -268,8 +333,7 @@ def retry_once(db: Database, settings: Settings, job_id: int, holder: str) -> in
             if done is not None:
                 return None
             retry = runner.schedule_retry(db, settings, job_id)
-            if retry is not None:
-                log.info("action=retry job_id=%s retry_job_id=%s", job_id, retry)
+            if retry is not None:  # runner.schedule_retry logged it
                 _drop_duplicates(db, job_id)
             return retry
         finally:

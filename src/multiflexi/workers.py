@@ -3,7 +3,9 @@
 
 Each daemon registers a row, renews its ``heartbeat`` every :data:`BEAT_SECONDS` and marks
 itself ``stopped`` on a clean exit. A daemon is alive while its last beat is younger than
-three intervals; one killed with SIGKILL simply stops beating.
+three intervals; one killed with SIGKILL simply stops beating, and with no clean stop on
+record it reads ``crashed``. A stopping executor that waits for its running jobs keeps
+beating in state ``draining``.
 
 A lock (table ``mf_lock``) has a holder and an expiry. Acquiring it inserts the row, or
 takes over an expired one with a conditional UPDATE; the database decides who wins, so it
@@ -21,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from multiflexi import __version__
+from multiflexi.jobs.holds import held_expression
 from multiflexi.queue import HOSTNAME
 from multiflexi.storage.models import (
     App,
@@ -43,6 +46,11 @@ BEAT_SECONDS = 5.0
 ALIVE_FACTOR = 3
 #: Rows of daemons gone for longer than this are removed when another daemon starts.
 FORGET_AFTER = timedelta(days=7)
+#: States of a daemon in table ``worker`` (column ``state``) ...
+RUNNING, DRAINING = "running", "draining"
+#: ... and as ``status`` reports them when it is not alive: a clean stop was recorded, or
+#: the beats stopped without one (killed, host down, lost its database).
+STOPPED, CRASHED = "stopped", "crashed"
 
 
 # -- daemons --------------------------------------------------------------------------
@@ -64,6 +72,7 @@ def register(db: Database, worker_id: str, kind: str) -> None:
                 started=now,
                 heartbeat=now,
                 stopped=None,
+                state=RUNNING,
             )
         )
 
@@ -77,6 +86,62 @@ def beat(db: Database, worker_id: str) -> None:
             update(Worker).where(Worker.id == worker_id).values(heartbeat=utcnow(), stopped=None)
         )
     )
+
+
+def mark_draining(db: Database, worker_id: str) -> None:
+    """A stopping daemon waits for its running jobs (it keeps beating meanwhile)."""
+    db.run(
+        lambda s: s.execute(
+            update(Worker).where(Worker.id == worker_id).values(heartbeat=utcnow(), state=DRAINING)
+        )
+    )
+
+
+def daemon_state(worker: Worker, now: datetime) -> str:
+    """running or draining while alive; else stopped (cleanly) or crashed."""
+    if worker.stopped is not None:
+        return STOPPED
+    if is_alive(worker, now):
+        return worker.state or RUNNING
+    return CRASHED
+
+
+class ErrorRecord:
+    """A daemon's failures, recorded in its ``worker`` row: at once when the database
+    answers, else at the next attempt (a step that failed because the database was down
+    is written once it is back; meanwhile the stale heartbeat tells)."""
+
+    def __init__(self, db: Database, worker_id: str) -> None:
+        self.db, self.worker_id = db, worker_id
+        self._pending: tuple[str, datetime] | None = None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        from multiflexi.daemons.loop import one_line
+
+        self._pending = (f"{what}: {one_line(exc)}"[:2000], utcnow())
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the pending failure, if any; never raises."""
+        pending = self._pending
+        if pending is None:
+            return
+        message, when = pending
+        try:
+            # One attempt: while the database is away the daemon's loop must not wait
+            # for it here (its own backoff paces the retries).
+            self.db.run(
+                lambda s: s.execute(
+                    update(Worker)
+                    .where(Worker.id == self.worker_id)
+                    .values(last_error=message, last_error_at=when)
+                ),
+                attempts=1,
+            )
+        except Exception:  # the database is what failed: written at the next attempt
+            return
+        if self._pending == pending:
+            self._pending = None
 
 
 def mark_stopped(db: Database, worker_id: str) -> None:
@@ -112,6 +177,10 @@ def list_workers(session: Session, now: datetime | None = None) -> list[dict[str
             "last_beat": w.heartbeat,
             "stopped": w.stopped,
             "alive": is_alive(w, moment),
+            "state": daemon_state(w, moment),
+            "beat_age": round((moment - w.heartbeat).total_seconds(), 1),
+            "last_error": w.last_error,
+            "last_error_at": w.last_error_at,
         }
         for w in rows
     ]
@@ -187,12 +256,10 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
             ),
         }
         daemons = list_workers(session, now)
-    key_file = settings.data_dir / "master.key"
-    if settings.master_key:
-        encryption = {"master_key": "configured (ENCRYPTION_MASTER_KEY)", "key_file": None}
-    else:
-        state = "key file" if key_file.exists() else "key file (created on first use)"
-        encryption = {"master_key": state, "key_file": str(key_file)}
+        problems = _problems(session)
+    from multiflexi.health import job_root_problem, key_state
+
+    problem = job_root_problem(settings, create=False)
     return {
         "version": __version__,
         "database": {
@@ -205,7 +272,30 @@ def system_status(db: Database, settings: Settings) -> dict[str, Any]:
         "counts": counts,
         "daemons": daemons,
         "timezone": settings.timezone,
-        "encryption": encryption,
+        "encryption": key_state(db, settings).as_dict(),
+        "job_root": {
+            "path": str(settings.job_root),
+            "ok": problem is None,
+            "problem": problem,
+        },
+        "problems": problems,
+    }
+
+
+#: Broken templates listed one per line by ``status`` (all are counted).
+SHOWN_PROBLEMS = 10
+
+
+def _problems(session: Session) -> dict[str, Any]:
+    """What does not work and would otherwise only be in a log: templates the scheduler
+    cannot queue (one line each, the first few) and held jobs."""
+    from multiflexi.jobs.holds import waiting_counts
+    from multiflexi.scheduling.problems import broken_count, broken_templates
+
+    return {
+        "unschedulable": broken_count(session),
+        "templates": broken_templates(session, limit=SHOWN_PROBLEMS),
+        "held_jobs": waiting_counts(session)[0],
     }
 
 
@@ -223,6 +313,13 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     queued = select(Job.company_id, func.count()).join(ScheduleEntry, ScheduleEntry.job == Job.id)
     waiting = _per_company(session, queued)
     due = _per_company(session, queued.where(ScheduleEntry.after <= moment))
+    held_by = _per_company(
+        session,
+        queued.join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(held_expression().is_not(None)),
+    )
     running_by = _per_company(
         session, select(Job.company_id, func.count()).where(Job.status == JobStatus.RUNNING)
     )
@@ -271,6 +368,9 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
         "statuses": {s.value: statuses.get(s.value, 0) for s in JobStatus},
         "waiting": sum(waiting.values()),
         "due_now": sum(due.values()),
+        # Waiting jobs of a disabled company or application or an inactive template:
+        # they keep their place and are not claimed (multiflexi.jobs.holds).
+        "held": sum(held_by.values()),
         "oldest_due": None
         if oldest is None
         else {
@@ -285,6 +385,7 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
                 "company": slugs.get(cid),
                 "waiting": waiting.get(cid, 0),
                 "due_now": due.get(cid, 0),
+                "held": held_by.get(cid, 0),
                 "running": running_by.get(cid, 0),
             }
             for cid in sorted(ids)
@@ -292,8 +393,24 @@ def queue_overview(session: Session, now: datetime | None = None) -> dict[str, A
     }
 
 
+def left_due(session: Session, moment: datetime) -> tuple[int, int]:
+    """Queued jobs due at ``moment`` still waiting: (held, the others)."""
+    stmt = (
+        select(func.count(), func.count(held_expression()))
+        .select_from(ScheduleEntry)
+        .join(Job, Job.id == ScheduleEntry.job)
+        .join(Company, Company.id == Job.company_id)
+        .join(App, App.id == Job.app_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(ScheduleEntry.after <= moment)
+    )
+    total, held = session.execute(stmt).one()
+    return int(held), int(total) - int(held)
+
+
 def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """Queued jobs in the order they would run: not-before, template, app and company."""
+    """Queued jobs in the order they would run: not-before, template, app and company,
+    and why a held one is held."""
     stmt = (
         select(
             Job.id,
@@ -305,6 +422,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             App.name.label("app_name"),
             Company.slug,
             Job.attempt,
+            held_expression().label("held"),
         )
         .join(ScheduleEntry, ScheduleEntry.job == Job.id)
         .join(App, App.id == Job.app_id)
@@ -325,6 +443,7 @@ def waiting_jobs(session: Session, *, limit: int = 50, offset: int = 0) -> list[
             "app": r.app_name,
             "company": r.slug,
             "attempt": r.attempt,
+            "held": r.held,
         }
         for r in session.execute(stmt)
     ]

@@ -152,6 +152,47 @@ def test_metrics_prints_prometheus_text_and_json(cli: Cli) -> None:
     text = cli.ok("metrics").stdout
     assert "# TYPE multiflexi_jobs gauge" in text
     assert 'multiflexi_jobs{status="success"} 0.0' in text
-    assert "multiflexi_zabbix_send_failures_total" in text
+    assert "# TYPE multiflexi_runtemplate_last_status gauge" in text
+    # The cluster's numbers only: a CLI process has done nothing worth counting.
+    assert "multiflexi_zabbix_send_failures_total" not in text
     samples = cli.json("metrics")
     assert {"name": "multiflexi_queue_depth", "labels": {}, "value": 0.0} in samples
+
+
+def test_a_webhook_uri_with_a_token_is_sealed_and_listed_redacted(
+    cli: Cli, sqlite_db: Database
+) -> None:
+    _, _, rt = make_setup(sqlite_db)
+    uri = "https://bot:pa55w0rd-x@hooks.example.org/mf?channel=ops&token=t0k3n-abc123"
+    res = cli.ok(
+        "run-template:action:set", "--id", rt, "--mode", "fail", "--action", "WebHook", f"uri={uri}"
+    )
+    shown = "https://bot:••••••••@hooks.example.org/mf?channel=ops&token=••••••••"
+    assert res.stdout.strip() == f"Action WebHook set on fail of run template {rt}: uri={shown}"
+    listed = cli.json("run-template:action:list", "--id", rt)
+    assert listed[0]["options"]["uri"] == shown
+    text = cli.ok("run-template:action:list", "--id", rt).stdout
+    assert shown in text and "t0k3n" not in text and "pa55w0rd" not in text
+    with sqlite_db.read() as s:
+        stored = s.scalar(select(ActionConfig.value).where(ActionConfig.keyname == "uri"))
+    assert stored is not None and stored.startswith("mfenc:v1:")  # sealed at rest
+    assert "t0k3n" not in stored
+    # Changing another option keeps the URI as it was, sealed.
+    cli.ok(
+        "run-template:action:set", "--id", rt, "--mode", "fail", "--action", "WebHook", "attempts=2"
+    )
+    assert cli.json("run-template:action:list", "--id", rt)[0]["options"]["uri"] == shown
+    # A URI without a credential stays plain, as before.
+    plain = "https://hooks.example.org/mf?channel=ops"
+    cli.ok(
+        "run-template:action:set",
+        "--id",
+        rt,
+        "--mode",
+        "fail",
+        "--action",
+        "WebHook",
+        f"uri={plain}",
+    )
+    with sqlite_db.read() as s:
+        assert s.scalar(select(ActionConfig.value).where(ActionConfig.keyname == "uri")) == plain

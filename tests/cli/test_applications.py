@@ -278,7 +278,7 @@ def test_update_changes_only_the_given_fields(cli: Any) -> None:
     assert (updated["version"], updated["enabled"], updated["homepage"]) == ("2", False, "h")
     assert (
         cli.ok("application:update", "1", "--enabled").stdout.strip()
-        == "Application #1 'A' updated"
+        == "Application #1 'A' updated: enabled false -> true"
     )
     assert cli.json("application:get", 1)["enabled"] is True
 

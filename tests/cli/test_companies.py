@@ -119,7 +119,7 @@ def test_wrong_input_is_refused_and_leaves_the_database_as_it_was(
         (("company:get", "--slug", "nope"), "no company with slug 'nope'"),
         (("company:update", "--id", "99", "--name", "Z"), "company 99 not found"),
         (("company:remove", "--id", "99"), "company 99 not found"),
-        (("company:get", "abc"), "company id must be a whole number"),
+        (("company:get", "abc"), "no company with slug 'abc'"),  # an id or a slug
     ]
     for args, message in cases:
         res = cli(*args)

@@ -200,14 +200,16 @@ def test_the_database_file_never_holds_a_secret_in_clear_text(
 
 
 def test_a_wrong_master_key_is_one_clear_error(cli: Any, world: dict[str, int]) -> None:
-    cli.env["ENCRYPTION_MASTER_KEY"] = "first-key"
-    made = cli.json("credential:create", "--name", "keyed", "--company", "acme",
-                    "--type", "SQLServer", *SQL_VALUES)  # fmt: skip
+    # The world's secrets were sealed with the key file of the data dir.
     cli.env["ENCRYPTION_MASTER_KEY"] = "second-key"
-    res = cli("credential:get", made["credential_id"], "--reveal", "--yes")
-    assert res.exit_code == 1
-    assert "master key differs" in res.stderr and "Traceback" not in res.stderr
-    assert cli.json("credential:get", made["credential_id"])["fields"]["DB_PASSWORD"] == REDACTED
+    res = cli("credential:get", world["cred"], "--reveal", "--yes")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "master key mismatch" in line and "(from ENCRYPTION_MASTER_KEY)" in line
+    refused = cli("credential:create", "--name", "keyed", "--company", "acme",
+                  "--type", "SQLServer", *SQL_VALUES)  # fmt: skip
+    assert refused.exit_code == 1 and refused.stderr == res.stderr
+    assert cli.json("credential:get", world["cred"])["fields"]["DB_PASSWORD"] == REDACTED
 
 
 def test_update_changes_values_keeps_blank_secrets_and_unsets(

@@ -106,7 +106,7 @@ def test_queue_process_runs_the_due_jobs_in_the_foreground(cli: Cli, sqlite_db: 
     first = cli.json("queue:process", "--limit", "1")
     assert first["processed"] == 1 and first["results"] == {"success": 1}
     rest = cli.ok("queue:process", "--concurrency", "2").stdout
-    assert rest.startswith("Processed 2 job(s): 2 success.")
+    assert rest.startswith("Processed 2 job(s) (") and rest.endswith("): 2 success.\n")
     with sqlite_db.read() as session:
         assert session.get_one(Job, ids["later"]).status == "scheduled"
     assert cli.json("queue:status")["due_now"] == 0
@@ -126,6 +126,6 @@ def test_status_tells_the_installation_and_its_live_daemons(cli: Cli, sqlite_db:
     assert data["counts"]["jobs"]["running"] == 1
     alive = {d["id"]: d["alive"] for d in data["daemons"]}
     assert alive == {"executor@here:1:abc": True, "scheduler@here:2:def": False}
-    assert data["timezone"] == "UTC" and data["encryption"]["master_key"].startswith("key file")
+    assert data["timezone"] == "UTC" and data["encryption"]["ok"] and data["job_root"]["ok"]
     text = cli.ok("status").stdout
     assert f"revision {HEAD}, up to date" in text and "executor@here:1:abc" in text

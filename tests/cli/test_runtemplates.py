@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -106,6 +107,7 @@ def test_create_with_every_setting(cli: Any, sqlite_db: Database, world: dict[st
         "--active", "false", "--timeout", "600", "--max_attempts", "3",
         "--retry_backoff", "exponential", "--retry-min-gap", "30", "--overlap", "skip",
         "--mask_secrets", "false", "--keep-workdir", "true", "--note", "hello",
+        "--on_interrupt", "fail",
     )  # fmt: skip
     with sqlite_db.read() as s:
         rt = s.get_one(RunTemplate, rt_id)
@@ -113,6 +115,11 @@ def test_create_with_every_setting(cli: Any, sqlite_db: Database, world: dict[st
         assert got == ("c", "30 2 * * *", 60, "Native", False, 600, 3)
         assert (rt.retry_backoff, rt.retry_min_gap, rt.overlap) == ("exponential", 30, "skip")
         assert (rt.mask_secrets, rt.keep_workdir, rt.note) == (False, True, "hello")
+        assert rt.on_interrupt == "fail"
+    shown = cli.ok("runtemplate:show", rt_id).stdout
+    assert re.search(r"^on_interrupt +fail$", shown, re.M), shown
+    cli.ok("run-template:update", rt_id, "--on-interrupt", "requeue")
+    assert cli.json("runtemplate:show", rt_id)["on_interrupt"] == "requeue"
 
 
 def test_wrong_input_is_refused_and_leaves_the_database_as_it_was(
@@ -141,6 +148,7 @@ def test_wrong_input_is_refused_and_leaves_the_database_as_it_was(
         (["--delay", "soon"], "--delay must be a whole number"),
         (["--max_attempts", "0"], "max_attempts must be at least 1"),
         (["--overlap", "queue"], "overlap must be one of forbid, allow, skip"),
+        (["--on-interrupt", "retry"], "on_interrupt must be one of requeue, fail, got 'retry'"),
         (["--active", "perhaps"], "--active must be true or false"),
     ]
     for extra, message in cases:
@@ -159,7 +167,7 @@ def test_wrong_input_is_refused_and_leaves_the_database_as_it_was(
         ),
         (
             ["run-template:create", "--app_id", str(world["app"]), "--company", "nope"],
-            "no company with slug 'nope'",
+            "company 'nope' not found",
         ),
         (
             ["run-template:create", "--app_uuid", "nope", "--company", "acme"],
@@ -219,7 +227,7 @@ def test_secret_values_are_sealed_at_rest_and_never_shown(
     assert by_name["API_PASSWORD"]["value"] == REDACTED
     assert by_name["TOKEN"]["default"] == REDACTED
 
-    vault = Vault.from_settings(sqlite_db.settings)
+    vault = Vault.from_settings(sqlite_db.settings, sqlite_db)
     with sqlite_db.read() as s:
         rt = get_runtemplate(s, rt_id)
         layer = {v.name: v for v in config_layer(s, rt, vault)}
@@ -299,6 +307,8 @@ def test_update_changes_settings_schedule_and_values(
         "runtemplate_id": rt_id,
         "updated": False,
         "changes": [],
+        "changed": {},
+        "waiting_held": 0,
         "missing_required": ["API_URL", "API_PASSWORD"],
     }
     assert cli.json("run-template:update", rt_id, "--cron", "0 6 * * 1-5")["changes"] == [

@@ -153,3 +153,53 @@ def test_job_list_works_on_a_brand_new_database(cli: Cli) -> None:
     assert cli.json("job:list --status failed,lost --limit 5") == []
     bad = cli("job:list --status nonsense")
     assert bad.exit_code == 1 and "unknown status" in bad.stderr
+
+
+def readme_walkthrough() -> list[str]:
+    """The shell blocks of the README's "Walk-through" section, as written."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Walk-through\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("\n```", 1)[0] for block in section.split("```sh\n")[1:]]
+
+
+def test_the_readme_walkthrough_works_as_written_on_a_fresh_database(tmp_path: Path) -> None:
+    """Every line of the README's walk-through, run by bash as a user would paste it, in a
+    directory with the repository's examples and virtual environment; every output shown
+    in a ``#   `` comment must be printed."""
+    import shutil
+
+    if shutil.which("jq") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("jq is not installed (.ci/run installs it)")
+        pytest.skip("jq is not installed")
+    blocks = readme_walkthrough()
+    assert len(blocks) == 2 and "job:run 1" in blocks[0] and "jq" in blocks[1]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "examples").symlink_to(REPO / "examples")
+    (work / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "MULTIFLEXI_", "ENCRYPTION_", "VIRTUAL_ENV"))
+    }
+    env["TMPDIR"] = str(tmp_path)
+    script = "set -euo pipefail\n" + "\n".join(blocks)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout
+    shown = [line[4:] for b in blocks for line in b.splitlines() if line.startswith("#   ")]
+    assert len(shown) >= 8
+    for line in shown:
+        assert line in done.stdout, (line, done.stdout)
+    assert (work / "rows.csv").read_text() == "n,square\n1,1\n2,4\n3,9\n"
+    assert (work / "job_script.sh").read_text().startswith("#!")
+    assert "ROWS=" in (work / "job.env").read_text()
+    assert "s3cret" not in done.stdout and "t0ken" not in done.stdout

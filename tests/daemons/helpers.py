@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -167,3 +169,58 @@ def unfinished(db: Database) -> int:
             )
             or 0
         )
+
+
+class FakeSystemd:
+    """The receiving end of ``NOTIFY_SOCKET``: collects the datagrams as dicts."""
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock, self.name = sock, name
+        self.messages: list[dict[str, str]] = []
+
+    def receive_until(self, key: str, value: str = "1", timeout: float = 30.0) -> dict[str, str]:
+        """The first message (from now) with ``key=value``; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                break
+            message = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+            self.messages.append(message)
+            if message.get(key) == value:
+                return message
+        raise AssertionError(f"no {key}={value} within {timeout} s; got {self.messages}")
+
+    def drain(self) -> None:
+        """Take the messages already waiting in the socket."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(4096)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
+
+@contextmanager
+def fake_systemd(abstract: bool) -> Iterator[FakeSystemd]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    folder = None
+    try:
+        if abstract:
+            name = f"@multiflexi-test-{os.getpid()}-{time.monotonic_ns()}"
+            sock.bind("\0" + name[1:])
+        else:
+            # Not tmp_path: a socket path must fit in 108 bytes.
+            folder = tempfile.mkdtemp(prefix="mf-notify-")
+            name = os.path.join(folder, "notify")
+            sock.bind(name)
+        yield FakeSystemd(sock, name)
+    finally:
+        sock.close()
+        if folder is not None:
+            Path(folder, "notify").unlink(missing_ok=True)
+            os.rmdir(folder)

@@ -80,7 +80,7 @@ NAMES = ["first", "{GREETING}", "it's a name", "ünïcode ✓", "${MULTIFLEXI_JO
 
 def build(db: Database) -> list[int]:
     """The applications, companies and templates; the same ids on every fresh database."""
-    vault = Vault.from_settings(db.settings)
+    vault = Vault.from_settings(db.settings, db)
     ids = []
     with db.session() as s:
         companies = []
@@ -129,7 +129,7 @@ def build(db: Database) -> list[int]:
 
 def stored(db: Database) -> list[dict[str, Any]]:
     """Every job column but the moments of writing, secrets opened; and the queue entry."""
-    vault = Vault.from_settings(db.settings)
+    vault = Vault.from_settings(db.settings, db)
     out = []
     with db.read() as s:
         entries = {e.job: e for e in s.scalars(select(ScheduleEntry))}

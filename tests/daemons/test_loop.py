@@ -125,3 +125,21 @@ def test_daemon_arguments() -> None:
     with pytest.raises(SystemExit) as exc:
         parse_args("x", "", ["--max-parallel", "0"])
     assert exc.value.code == 2
+
+
+def test_log_values_are_logfmt_whatever_the_call_site_passes() -> None:
+    record = logging.LogRecord(
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        "action=finish job_id=%d ok=%s reason=%s error=%s path=%s seconds=%.3f none=%s",
+        (5, True, 'exit code 3: "no" data', ValueError("bad\nthing"), "/a b/c", 1.23456, None),
+        None,
+    )
+    record.created = 1796328000.0
+    assert UTCFormatter().format(record) == (
+        "2026-12-03T20:00:00Z INFO action=finish job_id=5 ok=true"
+        ' reason="exit code 3: \\"no\\" data" error="bad thing" path="/a b/c" seconds=1.235'
+        " none=-"
+    )

@@ -377,7 +377,7 @@ def test_bulk_created_jobs_have_the_rows_create_job_writes(any_db: Database) -> 
         RunTplCred,
     )
 
-    vault = Vault.from_settings(any_db.settings)
+    vault = Vault.from_settings(any_db.settings, any_db)
     _, company, rt = make_setup(
         any_db,
         executable="/bin/echo",

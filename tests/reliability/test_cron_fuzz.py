@@ -2,7 +2,7 @@
 ``run-template:create`` and ``run-template:update``.
 
 Invalid ones (wrong field counts, values out of range, reversed ranges, zero steps,
-garbage, nicknames, dates that never come, codes that are not intervals) are refused at
+garbage, unknown nicknames, dates that never come, codes that are not intervals) are refused at
 creation with exit 1 and one error line, and nothing is stored -- so they never reach
 the scheduler. Valid ones are stored and produce next runs, and the scheduler fires them.
 A value longer than its column is refused the same way on every backend.
@@ -135,7 +135,7 @@ NEVER_FIRES = st.sampled_from(
         "0 0 30,31 feb *", "0 0 31 apr,jun,sep,nov *",
     ]
 )  # fmt: skip
-NICKNAMES = st.sampled_from(["@daily", "@hourly", "@reboot", "@yearly", "@every 5m"])
+NICKNAMES = st.sampled_from(["@reboot", "@every 5m", "@daily 5", "@fortnightly"])
 INVALID_CRON = st.one_of(
     out_of_range(),
     reversed_range(),

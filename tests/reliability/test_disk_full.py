@@ -80,7 +80,10 @@ def test_a_job_that_fills_the_disk_fails_with_disk_full_and_the_next_jobs_run(
         config={"SIZE": "1000"},
         overlap="allow",
     )
-    with daemons(db, tmp_path, [[EXECUTOR]], MULTIFLEXI_JOBS_DIR=str(small_disk)) as (executor,):
+    # MULTIFLEXI_MIN_FREE_MB=0: the executor starts on a 2 MiB job root.
+    with daemons(
+        db, tmp_path, [[EXECUTOR]], MULTIFLEXI_JOBS_DIR=str(small_disk), MULTIFLEXI_MIN_FREE_MB="0"
+    ) as (executor,):
         big = create_job(db, db.settings, runtemplate_id=rt, overrides={"SIZE": str(5 << 20)}).id
         wait_until(lambda: all_final(db, [big]), 120, "the 5 MB job to end")
         after = [create_job(db, db.settings, runtemplate_id=rt).id for _ in range(3)]

@@ -272,3 +272,24 @@ def test_only_the_actions_of_the_jobs_mode_run(
     assert job.status == (JobStatus.SUCCESS if status == "success" else JobStatus.FAILED)
     assert request.path == f"/{status}"
     assert [o["mode"] for o in outcomes(sqlite_db, job.id)] == [status]
+
+
+def test_a_webhook_whose_uri_carries_a_token_delivers_to_the_whole_uri(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    rt_id = probe_setup(sqlite_db, tmp_path)
+    settings = settings_for(sqlite_db)
+    with HttpReceiver() as receiver:
+        set_action(
+            sqlite_db,
+            settings,
+            rt_id=rt_id,
+            mode="success",
+            name="WebHook",
+            assignments={"uri": receiver.url + "/hooks/mf?token=s3cr3t-t0ken&x=1"},
+        )
+        job = run_job(sqlite_db, settings, rt_id)
+        [request] = receiver.wait_for(1)
+    assert request.path == "/hooks/mf?token=s3cr3t-t0ken&x=1"
+    [outcome] = outcomes(sqlite_db, job.id)
+    assert outcome["ok"] and "s3cr3t-t0ken" not in outcome["message"]

@@ -374,7 +374,7 @@ def test_option_layers_modconfig_then_configuration_then_template(sqlite_db: Dat
         s.add(ModConfig(module="WebHook", cfg="uri", value="http://db-default/"))
         s.add(ModConfig(module="WebHook", cfg="attempts", value="4"))
     settings = settings_for(sqlite_db, MULTIFLEXI_ACTION_WEBHOOK_ATTEMPTS="6")
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, sqlite_db)
     with sqlite_db.read() as s:
         defaults = global_defaults(WebHook, settings, s, vault)
     assert defaults == {"uri": "http://db-default/", "attempts": "6"}

@@ -32,7 +32,7 @@ from multiflexi.credentials.types import (
     type_fields,
 )
 from multiflexi.env.layers import EnvVar
-from multiflexi.errors import Conflict, Invalid, NotFound, SecretError
+from multiflexi.errors import Conflict, Invalid, KeyMismatch, NotFound, SecretError
 from multiflexi.secrets import PREFIX, REDACTED, Vault
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import (
@@ -126,6 +126,10 @@ def test_a_wrong_master_key_is_a_clear_secret_error(any_db: Database) -> None:
         credential_record(get_credential(s, cred_id), reveal=True, vault=other)
     with any_db.read() as s, pytest.raises(SecretError, match="master key differs"):
         credential_layer(s, ids.rt, other)
+    # Checked against the database: the identity of its key is in the one line.
+    checked = Vault("another-master-key", None, any_db.keys)
+    with any_db.read() as s, pytest.raises(KeyMismatch, match=r"master key mismatch: .* has key"):
+        credential_layer(s, ids.rt, checked)
 
 
 def test_the_layer_has_every_value_decrypted_with_defaults_and_provenance(

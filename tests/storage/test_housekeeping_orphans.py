@@ -97,9 +97,12 @@ def test_orphans_are_repaired_and_a_dry_run_only_reports_them(
         6: "loaded",
         7: "success",
         8: "success",
+        9: "scheduled",  # the lost job runs again: its platform interrupted it
     }
     assert "stopped renewing" in lost.reason and lost.end is not None
-    assert set(queue) == {3, 4} and queue[4] == NOW + timedelta(days=1)
+    with any_db.read() as s:
+        assert s.get_one(Job, 9).retry_of == 2
+    assert set(queue) == {3, 4, 9} and queue[4] == NOW + timedelta(days=1)
     assert sorted(p.name for p in root.iterdir()) == ["1", "2", "8", "notes"]
     again = fix_orphans(any_db, any_db.settings, now=NOW).as_dict()
     assert again["total"] == 0

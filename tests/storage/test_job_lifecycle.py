@@ -136,10 +136,11 @@ def test_preexecution_failures_end_the_job_failed_with_a_precise_reason(
     assert reason.encode() in arts["stderr.txt"][1]
 
 
-def test_an_output_directory_that_cannot_be_created_fails_the_job(
+def test_a_job_root_that_cannot_be_created_gives_the_job_back_in_its_attempt(
     tmp_path: Path, sqlite_db: Database
 ) -> None:
     from multiflexi.config import settings_from_values
+    from multiflexi.errors import ExecutorFault
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -148,9 +149,14 @@ def test_an_output_directory_that_cannot_be_created_fails_the_job(
     )
     db = Database(settings)
     _, _, rt_id = make_setup(db, cmdparams="-c pass")
-    job = run(db, rt_id)
-    assert job.status == JobStatus.FAILED and job.exitcode == 73
-    assert "output directory not creatable" in job.reason
+    made = create_job(db, settings, runtemplate_id=rt_id)
+    claim = claim_job(db, made.id, new_worker_id("test"), settings.lease_seconds)
+    with pytest.raises(ExecutorFault, match="queued again for another executor"):
+        JobRunner(db, settings, job_hooks=[]).perform_job(claim)
+    with db.read() as s:
+        job = s.get(Job, made.id)
+    assert job is not None and job.status == JobStatus.SCHEDULED and job.attempt == 1
+    assert "cannot run jobs: output directory not creatable" in job.reason
 
 
 def test_a_file_where_the_job_directory_goes_fails_the_job(sqlite_db: Database) -> None:
@@ -299,3 +305,20 @@ def test_output_is_visible_while_the_job_runs(sqlite_db: Database, tmp_path: Pat
     assert seen == b"first\n"
     assert pid is not None  # a running job shows its pid
     assert artifacts(sqlite_db, job.id)["stdout.txt"][1] == b"first\nsecond\n"
+
+
+def test_an_internal_error_while_preparing_fails_the_job_at_once_with_it(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multiflexi.jobs import runner
+
+    def broken(app: object, values: object) -> list[str]:
+        raise RuntimeError("a bug in building the command line")
+
+    monkeypatch.setattr(runner, "_argv", broken)
+    _, _, rt_id = make_setup(sqlite_db, cmdparams="-c pass")
+    job = run(sqlite_db, rt_id)
+    assert job.status == JobStatus.FAILED and job.exitcode == 70
+    assert job.reason == (
+        "internal error preparing the job: RuntimeError: a bug in building the command line"
+    )

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from multiflexi.errors import Invalid
+from multiflexi.errors import Invalid, NotFound
 from multiflexi.jobs.listing import JobFilter, list_jobs
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
@@ -32,6 +32,24 @@ def test_jobs_are_listed_newest_first_with_filters(any_db: Database) -> None:
     assert list_jobs(any_db.settings, JobFilter(since=later)) == []
     with pytest.raises(Invalid, match="unknown status 'done'"):
         list_jobs(any_db.settings, JobFilter(status="done"))
+    assert rows[0]["not_before"] is not None and rows[0]["reason"] == ""
+
+
+@pytest.mark.parametrize(
+    ("flt", "message"),
+    [
+        (JobFilter(company="nosuch"), "company 'nosuch' not found"),
+        (JobFilter(company="999"), "company '999' not found"),
+        (JobFilter(app="no such app"), "application 'no such app' not found"),
+        (JobFilter(runtemplate_id=999), "run template 999 not found"),
+    ],
+)
+def test_a_filter_that_names_nothing_is_not_found(
+    any_db: Database, flt: JobFilter, message: str
+) -> None:
+    make_setup(any_db, cmdparams="-c pass")
+    with pytest.raises(NotFound, match=message):
+        list_jobs(any_db.settings, flt)
 
 
 def test_without_a_database_file_the_fast_path_steps_aside(tmp_path: object) -> None:

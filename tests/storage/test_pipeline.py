@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import Float, Numeric, cast, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from multiflexi import queue
@@ -24,7 +24,7 @@ from multiflexi.jobs.output import INSERT_ARTIFACT
 from multiflexi.jobs.service import create_job
 from multiflexi.storage.database import Database
 from multiflexi.storage.models import App, Artifact, Job, JobStatus, RunTemplate, ScheduleEntry
-from multiflexi.storage.pipeline import Executes
+from multiflexi.storage.pipeline import Executes, transaction
 from multiflexi.storage.types import utcnow
 from tests.factories import make_setup
 
@@ -346,3 +346,28 @@ def test_without_a_libpq_that_pipelines_the_finish_goes_statement_by_statement(
     assert len(sent) >= 6, sent
     assert successor.taken[0] is not None and successor.taken[0].job_id == second
     assert artifacts_of(db, first) == [("stderr", None, 0), ("stdout", b"out\n", 4)]
+
+
+def test_a_pipelined_read_converts_floats_and_numerics_as_sqlalchemy_does(
+    executor_db: Database,
+) -> None:
+    """psycopg's float and numeric conversions depend on the column type the server
+    reports; the pipeline reads them by it, as SQLAlchemy does (a template's ``cpus``
+    limit once broke every pipelined claim)."""
+    db = executor_db
+    _, _, rt_id = make_setup(db, cmdparams="-c pass")
+    with db.session() as s:
+        s.execute(update(RunTemplate).where(RunTemplate.id == rt_id).values(cpus=1.5))
+    statement = select(
+        RunTemplate.cpus,
+        cast(RunTemplate.cpus, Numeric(10, 2)).label("as_numeric"),
+        cast(RunTemplate.cpus, Float(asdecimal=True)).label("as_decimal"),
+        cast(RunTemplate.id, Float).label("id_as_float"),
+    ).where(RunTemplate.id == rt_id)
+    with db.read() as s:
+        plain = s.execute(statement).one()._asdict()
+    with db.autocommit() as conn, transaction(conn) as pipe:
+        row = pipe.execute(statement).first()
+    assert row is not None
+    assert row._mapping == plain
+    assert {k: type(v) for k, v in row._mapping.items()} == {k: type(v) for k, v in plain.items()}

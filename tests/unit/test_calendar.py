@@ -69,6 +69,13 @@ def test_not_scheduled_and_custom_intervals() -> None:
         ("0 0 29 2 *", "0 0 29 2 *"),
         ("0 0 * * 7", "0 0 * * 7"),
         ("5 4 1,15 * *", "5 4 1,15 * *"),
+        ("@daily", "0 0 * * *"),
+        ("@HOURLY", "0 * * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+        ("@midnight", "0 0 * * *"),
     ],
 )
 def test_valid_cron_expressions_are_normalised(expr: str, normalised: str) -> None:
@@ -81,7 +88,7 @@ def test_valid_cron_expressions_are_normalised(expr: str, normalised: str) -> No
         ("* * * * * *", "has 6 fields; expected 5"),
         ("0 0 0 * * * 2026", "has 7 fields"),
         ("garbage", "has 1 field;"),
-        ("@daily", "has 1 field;"),
+        ("@reboot", "has 1 field;"),
         ("", "has 0 fields"),
         ("60 * * * *", "minute value 60 is out of range 0-59"),
         ("0 24 * * *", "hour value 24 is out of range 0-23"),

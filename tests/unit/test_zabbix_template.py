@@ -84,3 +84,23 @@ def test_triggers_reference_items_of_this_template() -> None:
         assert match and match.group(1) in keys, expression
     assert any(e.startswith("nodata(") for e in expressions)
     assert any("multiflexi.job.failed" in e for e in expressions)
+
+
+def test_the_schedule_errors_item_and_its_trigger_read_what_the_scheduler_sends() -> None:
+    from datetime import UTC, datetime
+
+    from multiflexi.monitoring.zabbix import SCHEDULE_ERRORS_KEY, schedule_errors_value
+
+    items = {i.findtext("key"): i for i in root().findall("templates/template/items/item")}
+    trap, count = items[SCHEDULE_ERRORS_KEY], items[f"{SCHEDULE_ERRORS_KEY}.count"]
+    assert trap.findtext("type") == "TRAP" and trap.findtext("value_type") == "TEXT"
+    assert count.findtext("type") == "DEPENDENT"
+    assert count.findtext("master_item/key") == SCHEDULE_ERRORS_KEY
+    path = count.findtext("preprocessing/step/parameters/parameter") or ""
+    row = {
+        "runtemplate_id": 1, "runtemplate": "r", "company": "c", "app": "a", "app_code": "A",
+        "error": "e", "since": datetime(2026, 1, 1, tzinfo=UTC),
+    }  # fmt: skip
+    assert json.loads(schedule_errors_value([row]))[path[2:]] == 1
+    [expression] = [t.findtext("expression") for t in count.iter("trigger")]
+    assert expression == f"last(/{NAME}/{SCHEDULE_ERRORS_KEY}.count)>0"

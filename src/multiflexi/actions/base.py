@@ -51,6 +51,52 @@ class ActionError(Exception):
         self.permanent = permanent
 
 
+#: A query parameter whose name contains one of these carries a credential
+#: (``token``, ``access_token``, ``api_key``, ``client_secret``, ``signature``, ``sig``,
+#: ``password``, ``auth``).
+_SECRET_PARAMS = ("token", "key", "secret", "sig", "pass", "auth", "credential")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that are credentials: the user-info (``user:password@`` or a
+    bare ``token@``) and the values of query parameters named like a credential."""
+    from urllib.parse import parse_qsl
+
+    parts = urlsplit(url)
+    found = []
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        found.append(password or user)
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if value and any(word in name.lower() for word in _SECRET_PARAMS):
+            found.append(value)
+    return found
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its credentials (see :func:`url_secrets`) replaced by the mask: where
+    it goes stays readable."""
+    from urllib.parse import unquote_plus, urlunsplit
+
+    from multiflexi.secrets import REDACTED
+
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else []:
+        name, eq, value = piece.partition("=")
+        if eq and value and any(word in unquote_plus(name).lower() for word in _SECRET_PARAMS):
+            piece = f"{name}={REDACTED}"
+        pieces.append(piece)
+    query = "&".join(pieces)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 @dataclass(frozen=True)
 class Option:
     """One configuration option of an action."""
@@ -103,6 +149,28 @@ class Option:
                 raise Invalid(f"{where} must not be empty")
             return argv
         return raw
+
+    def holds_secret(self, value: str) -> bool:
+        """Whether this value is stored sealed and shown redacted: a secret option's, or a
+        URL that carries a credential (a WebHook ``uri`` with a token in it)."""
+        return self.secret or (self.type == "url" and bool(url_secrets(value)))
+
+    def secrets_in(self, value: object) -> list[str]:
+        """What to scrub from messages and payloads: the value of a secret option, the
+        credentials of a URL."""
+        if not value:
+            return []
+        if self.secret:
+            return [str(value)]
+        return url_secrets(str(value)) if self.type == "url" else []
+
+    def shown(self, value: str) -> str:
+        """The value as lists show it (``value`` already opened)."""
+        from multiflexi.secrets import REDACTED
+
+        if not value or not self.holds_secret(value):
+            return value
+        return redact_url(value) if not self.secret and self.type == "url" else REDACTED
 
     def record(self) -> dict[str, Any]:
         """What ``action:list`` shows about this option."""

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select
 
 from multiflexi.actions.base import MODES, Action
 from multiflexi.errors import Invalid, NotFound
-from multiflexi.secrets import REDACTED
+from multiflexi.secrets import REDACTED, is_sealed
 from multiflexi.storage.models import ActionConfig, ModConfig
 
 if TYPE_CHECKING:
@@ -114,11 +114,12 @@ class ConfiguredAction:
     values: Mapping[str, str]
 
     def opened(self, cls: type[Action], vault: Vault) -> dict[str, str]:
-        """Stored values with secret options decrypted."""
+        """Stored values with secret options (and sealed URLs) decrypted."""
         out = {}
         for key, value in self.values.items():
             opt = cls.option(key)
-            out[key] = vault.open(value) if opt is not None and opt.secret else value
+            sealed = opt is not None and (opt.secret or is_sealed(value))
+            out[key] = vault.open(value) if sealed else value
         return out
 
 
@@ -166,7 +167,7 @@ def set_action(
     if mode not in cls.modes:
         raise Invalid(f"action {cls.name} runs only on {' or '.join(cls.modes)}, not on {mode}")
     check_names(cls, assignments)
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
 
     def write(session: Session) -> dict[str, Any]:
         rt = get_runtemplate(session, rt_id)
@@ -197,7 +198,7 @@ def set_action(
         )
         for key, value in merged.items():
             opt = cls.option(key)
-            secret = opt is not None and opt.secret
+            secret = opt is not None and opt.holds_secret(value)
             session.add(
                 ActionConfig(
                     runtemplate_id=rt.id,
@@ -239,12 +240,20 @@ def unset_action(db: Database, *, rt_id: int, mode: str, name: str) -> None:
     db.run(write)
 
 
-def action_record(cls: type[Action] | None, action: ConfiguredAction) -> dict[str, Any]:
-    """A configured action for display: secret option values redacted."""
+def action_record(
+    cls: type[Action] | None, action: ConfiguredAction, vault: Vault | None = None
+) -> dict[str, Any]:
+    """A configured action for display: secret option values redacted, a URL's
+    credentials too (``vault`` opens a sealed URL to show where it goes)."""
     options = {}
     for key, value in sorted(action.values.items()):
         opt = cls.option(key) if cls is not None else None
-        options[key] = REDACTED if (opt is not None and opt.secret and value) else value
+        if is_sealed(value) and (opt is None or not opt.secret):
+            options[key] = _shown_sealed(opt, value, vault)
+        elif opt is not None:
+            options[key] = opt.shown(value)
+        else:
+            options[key] = value
     return {
         "runtemplate_id": action.runtemplate_id,
         "mode": action.mode,
@@ -254,7 +263,18 @@ def action_record(cls: type[Action] | None, action: ConfiguredAction) -> dict[st
     }
 
 
-def template_actions(session: Session, rt_id: int) -> list[dict[str, Any]]:
+def _shown_sealed(opt: Any, value: str, vault: Vault | None) -> str:
+    if opt is None or vault is None:
+        return REDACTED
+    try:
+        return str(opt.shown(vault.open(value)))
+    except Exception:  # another master key: where it goes stays unknown, not the token
+        return REDACTED
+
+
+def template_actions(
+    session: Session, rt_id: int, vault: Vault | None = None
+) -> list[dict[str, Any]]:
     """Every action of a run template, for ``run-template:action:list``."""
     from multiflexi.actions.registry import get_action
     from multiflexi.runtemplates.service import get_runtemplate
@@ -266,7 +286,7 @@ def template_actions(session: Session, rt_id: int) -> list[dict[str, Any]]:
             cls: type[Action] | None = get_action(action.name)
         except NotFound:
             cls = None
-        out.append(action_record(cls, action))
+        out.append(action_record(cls, action, vault))
     return out
 
 

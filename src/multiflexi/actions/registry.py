@@ -56,7 +56,7 @@ def available() -> dict[str, type[Action]]:
             if not (isinstance(cls, type) and issubclass(cls, Action)):
                 raise TypeError(f"{ep.value} is not an Action class")
         except Exception as exc:
-            log.warning("action=load_action name=%s error=%r", ep.name, exc)
+            log.warning("action=load_action name=%s error=%s", ep.name, exc)
             continue
         found[cls.name or ep.name] = cls
     for name, path in BUILTIN.items():

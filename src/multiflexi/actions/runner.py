@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, exists, select
 
 from multiflexi.actions.base import Action, ActionContext, ActionError
 from multiflexi.actions.payload import load_job_info, scrub
+from multiflexi.monitoring import counters
 from multiflexi.storage.models import ActionConfig, Job, JobAction, table_of
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
     with db.read() as session:  # most templates have no actions: one cheap query says so
         if not session.connection().execute(_HAS_ACTIONS, {"b_job": job_id}).scalar():
             return []
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
     with db.read() as session:
         job = session.get(Job, job_id)
         if job is None or job.runtemplate_id is None or not is_final(job.status):
@@ -111,7 +112,7 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
             outcome = Outcome(mode, name, False, f"not run: {plan}", 0.0)
         else:
             own = {
-                str(plan[o.name]) for o in plan_cls.all_options() if o.secret and plan.get(o.name)
+                secret for o in plan_cls.all_options() for secret in o.secrets_in(plan.get(o.name))
             }
             timeout = float(plan.get("timeout") or settings.action_timeout)
             ctx = ActionContext(
@@ -127,6 +128,9 @@ def run_actions(db: Database, settings: Settings, job_id: int) -> list[Outcome]:
             )
             outcome = run_one(plan_cls, ctx)
         _record(db, job_id, outcome)
+        counters.inc("multiflexi_actions", outcome.action, "ok" if outcome.ok else "failed")
+        if not outcome.ok:
+            counters.inc("multiflexi_actions_failed")
         log.info(
             "action=job_action job_id=%s name=%s ok=%s duration=%.3f",
             job_id,

@@ -61,6 +61,7 @@ SCHEMA_ONLY = frozenset(
         "consumes",
         "events",
         "kubernetes",
+        "limits",
     ]
 )
 #: Column sizes in characters.
@@ -143,6 +144,8 @@ def read(
     }
     translations = {k: v for k, v in (("name", name_tr), ("description", desc_tr)) if v is not None}
     keys = {k: v for k, v in data.items() if k not in HANDLED}
+    if "limits" in keys:
+        _check_limits(r, keys["limits"])
     for key, value in keys.items():
         if key not in SCHEMA_ONLY:
             hint = ""
@@ -223,3 +226,18 @@ def summary(problems: list[Violation], limit: int = 10) -> str:
     if len(problems) > limit:
         text += f"; and {len(problems) - limit} more"
     return text
+
+
+def _check_limits(r: Reader, document: Any) -> None:
+    """The application's default resource limits (``"limits": {"memory_limit": "256M"}``)."""
+    from multiflexi.executors.limits import LimitError, app_defaults, parse_limit
+
+    if not isinstance(document, dict):
+        r.error(("limits",), "must be an object of limits (memory_limit, cpus ...)")
+        return
+    try:
+        for name, value in app_defaults(document).items():
+            if value is not None:
+                parse_limit(name, value)
+    except LimitError as exc:
+        r.error(("limits",), str(exc))

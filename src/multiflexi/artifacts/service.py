@@ -39,7 +39,7 @@ def compile_patterns(rows: Sequence[AppArtifact]) -> list[Pattern]:
         try:
             out.append(Pattern(re.compile(row.path), row.description or row.name or GENERIC_NOTE))
         except re.error:
-            log.warning("action=bad_artifact_pattern app_id=%s pattern=%r", row.app_id, row.path)
+            log.warning("action=bad_artifact_pattern app_id=%s pattern=%s", row.app_id, row.path)
     return out
 
 
@@ -167,6 +167,47 @@ def list_artifacts(session: Session, job_id: int) -> list[Artifact]:
 
 def stream_artifact(db: Database, artifact_id: int) -> Iterator[bytes]:
     return blobs.iter_content(db, artifact_id)
+
+
+def stream_range(
+    db: Database, artifact_id: int, first: int, last: int, *, batch: int = 2
+) -> Iterator[bytes]:
+    """Bytes ``first`` to ``last`` (inclusive) of the content. The chunk holding ``first``
+    is found from the chunks' lengths, so a range near the end reads only the end; at most
+    ``batch`` stored chunks are in memory at a time (a download's memory does not grow
+    with the artifact)."""
+    from sqlalchemy import func
+
+    from multiflexi.storage.models import ArtifactChunk
+
+    with db.read() as session:
+        inline = session.scalar(select(Artifact.content).where(Artifact.id == artifact_id))
+        sizes = session.execute(
+            select(ArtifactChunk.seq, func.length(ArtifactChunk.data))
+            .where(ArtifactChunk.artifact_id == artifact_id)
+            .order_by(ArtifactChunk.seq)
+        ).all()
+    position = 0
+    if inline:
+        if first < len(inline):
+            yield inline[first : last + 1]
+        position = len(inline)
+    start_seq = None
+    for seq, length in sizes:
+        if position + int(length) > first:
+            start_seq = seq
+            break
+        position += int(length)
+    if start_seq is None or position > last:
+        return
+    for _seq, chunk in blobs.iter_chunks(db, artifact_id, start_seq=start_seq, batch=batch):
+        end = position + len(chunk)
+        piece = chunk[max(0, first - position) : last + 1 - position]
+        if piece:
+            yield piece
+        position = end
+        if position > last:
+            return
 
 
 def save_artifact(db: Database, artifact_id: int, out: IO[bytes]) -> int:

@@ -31,6 +31,15 @@ def load_command(module: str, name: str) -> click.Command:
     return _REGISTERED[name][0]
 
 
+def normalize_token(token: str) -> str:
+    """Option names compare with ``_`` read as ``-``: ``--company_id`` is ``--company-id``.
+
+    Click applies it to the names an option declares and to the ones typed, so every
+    option of every command works in both spellings without declaring both.
+    """
+    return token.replace("_", "-")
+
+
 class _AllCommands(Mapping[str, Registered]):
     """name -> (command, aliases) of every command. Reading it imports every command module;
     the CLI itself imports only the module of the command it runs."""
@@ -89,11 +98,36 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from multiflexi.audit import Actor, set_actor
             from multiflexi.storage.database import Database
+            from multiflexi.users import unix_login
 
+            # Changes made by this command are audited as the Unix account's.
+            set_actor(Actor(source="cli", login=unix_login()))
             self._db = Database(self.settings)
         return self._db
+
+    def require_database(self) -> None:
+        """A command that only reads refuses a SQLite file named by DB_DATABASE that is
+        not there (a typo), instead of creating an empty database and answering from it
+        ("No jobs found."). The default file in the data directory is created and
+        migrated by whichever command comes first: zero configuration."""
+        settings = self.settings
+        if (
+            settings.db_connection == "sqlite"
+            and settings.db_database
+            and not settings.sqlite_path.exists()
+        ):
+            from multiflexi.errors import NotFound
+
+            raise NotFound(
+                f"database {settings.sqlite_path} does not exist (from DB_DATABASE);"
+                " check -e/DB_DATABASE, or create it with `multiflexi-cli db:migrate`"
+            )
 
     def close(self) -> None:
         if self._db is not None:
             self._db.dispose()
+            from multiflexi.audit import set_actor
+
+            set_actor(None)  # the command is over: later changes in this thread are not its

@@ -14,7 +14,7 @@ import click
 
 from multiflexi import __version__
 from multiflexi.cli.commands import INDEX
-from multiflexi.cli.context import CliContext, load_command
+from multiflexi.cli.context import CliContext, load_command, normalize_token
 from multiflexi.errors import MultiFlexiError
 
 #: Old noun spellings -> current ones, for ``runtemplate list`` and ``runtemplate:list``.
@@ -32,12 +32,18 @@ NOUN_ALIASES = {
 #: Console scripts that run one command (``cli/scripts.py``) -> the command.
 STANDALONE = {"multiflexi-job2script": "job:script", "multiflexi-job2env": "job:env-file"}
 
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "token_normalize_func": normalize_token,
+}
+
 
 class RootGroup(click.Group):
     """Finds commands by name, alias, legacy noun or ``noun verb`` spelling.
 
     Commands are known from :data:`multiflexi.cli.commands.INDEX`; the module of a command
     is imported when the command is looked up, so one command imports only its own module.
+    A noun alone (``multiflexi-cli job``) lists its commands; ``help COMMAND`` shows one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,6 +63,16 @@ class RootGroup(click.Group):
             return self._lookup(f"{NOUN_ALIASES[noun]}:{verb}")
         return None
 
+    def _prefix(self, name: str) -> str | None:
+        """``job`` (or ``jobs``, ``company:env``) when commands live under it."""
+        from multiflexi.cli.overview import with_prefix
+
+        noun, sep, rest = name.partition(":")
+        for candidate in (name, f"{NOUN_ALIASES.get(noun, noun)}{sep}{rest}"):
+            if with_prefix(INDEX, candidate):
+                return candidate
+        return None
+
     def _load(self, name: str) -> click.Command:
         cmd = self.commands.get(name)
         if cmd is None:
@@ -68,6 +84,8 @@ class RootGroup(click.Group):
         return sorted(INDEX)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "help":
+            return help_command
         found = self._lookup(cmd_name)
         return self._load(found) if found else None
 
@@ -77,25 +95,99 @@ class RootGroup(click.Group):
         name = args[0]
         if name in STANDALONE:  # its own console script: usage lines name the script
             return name, self._load(STANDALONE[name]), args[1:]
+        if name == "help":
+            return name, help_command, args[1:]
         found = self._lookup(name)
         if found is None and ":" not in name and len(args) > 1:
             legacy = self._lookup(f"{name}:{args[1]}")
             if legacy is not None:
                 return legacy, self._load(legacy), args[2:]
         if found is None:
-            raise click.UsageError(f"unknown command {name!r}; see `multiflexi-cli --help`")
+            prefix = self._prefix(name)
+            if prefix is not None:
+                return prefix, _noun_command(prefix), args[1:]
+            raise click.UsageError(f"unknown command {name!r}; see `multiflexi-cli help`")
         return found, self._load(found), args[1:]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [
-            (name, short) for name, (_m, _a, short) in sorted(INDEX.items()) if short is not None
-        ]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        from multiflexi.cli.overview import DAEMON_NOTE, grouped, table_lines
+
+        shown = [name for name, (_m, _a, short) in INDEX.items() if short is not None]
+        for title, names in grouped(shown):
+            formatter.write(f"\n{title}:\n")
+            rows = [(name, INDEX[name][2] or "") for name in names]
+            formatter.write("".join(f"{line}\n" for line in table_lines(rows)))
+            if title.startswith("Daemons"):
+                formatter.write_text(DAEMON_NOTE)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_paragraph()
+        formatter.write_text(
+            "`multiflexi-cli help COMMAND` (or `COMMAND --help`) shows a command's options;"
+            " a noun alone (`multiflexi-cli job`) lists its commands. Options spelled with"
+            " `_` work with `-` too. Walk-through: docs/cli.md."
+        )
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _print_listing(title: str, names: list[str]) -> None:
+    """The commands ``names`` as a table, or as JSON with ``-f json``."""
+    from multiflexi.cli.overview import table_lines
+
+    rows = [(name, INDEX[name][2] or "") for name in names]
+    if _json_wanted():
+        from multiflexi.cli.output import to_json
+
+        click.echo(to_json([{"command": name, "help": text} for name, text in rows]))
+        return
+    click.echo("\n".join([f"{title}:", *table_lines(rows)]))
+
+
+def _json_wanted() -> bool:
+    obj = click.get_current_context().find_object(CliContext)
+    return obj is not None and obj.fmt == "json"
+
+
+def _noun_command(prefix: str) -> click.Command:
+    """``multiflexi-cli job``: the ``job:*`` commands, like ``git stash`` without a verb."""
+    from multiflexi.cli.overview import with_prefix
+
+    @click.option("-h", "--help", "_help", is_flag=True, help="The same list.")
+    def listing(_help: bool) -> None:
+        names = with_prefix(INDEX, prefix)
+        _print_listing(f"multiflexi-cli {prefix} commands", names)
+        if not _json_wanted():
+            click.echo(f"\nSee `multiflexi-cli help {names[0]}` for the options of one.")
+
+    from multiflexi.cli.base import format_option
+
+    return click.command(prefix, context_settings=CONTEXT_SETTINGS, add_help_option=False)(
+        format_option(listing)
+    )
+
+
+@click.command("help", context_settings=CONTEXT_SETTINGS)
+@click.argument("topic", required=False, metavar="[COMMAND]")
+@click.pass_context
+def help_command(ctx: click.Context, topic: str | None) -> None:
+    """Show the help of a command, or the overview of all commands."""
+    root = ctx.parent
+    assert root is not None and isinstance(root.command, RootGroup)
+    group: RootGroup = root.command
+    if topic is None:
+        click.echo(root.get_help())
+        return
+    found = group._lookup(topic)
+    if found is None:
+        prefix = group._prefix(topic)
+        if prefix is None:
+            raise click.UsageError(f"unknown command {topic!r}; see `multiflexi-cli help`")
+        ctx.invoke(_noun_command(prefix))
+        return
+    cmd = group._load(found)
+    click.echo(cmd.get_help(click.Context(cmd, info_name=found, parent=root)))
+
+
+@click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
 @click.option(
     "-e",
     "--environment",
@@ -123,6 +215,11 @@ def cli(ctx: click.Context, env_file: str | None, fmt: str, debug: bool) -> None
     obj.fmt = fmt.lower()
     obj.debug = debug
     ctx.call_on_close(obj.close)
+    if ctx.invoked_subcommand is None:  # no command: the overview, as `git` does
+        if obj.fmt == "json":
+            _print_listing("commands", sorted(n for n, e in INDEX.items() if e[2] is not None))
+        else:
+            click.echo(ctx.get_help())
 
 
 def _error_line(message: str) -> str:

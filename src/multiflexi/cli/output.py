@@ -57,16 +57,23 @@ def shadows_text(shadowed: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{s['source']}={s['value']}" for s in shadowed)
 
 
-def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+def render_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    width: int = TABLE_WIDTH,
+) -> str:
+    """Rows as a table at most ``width`` columns wide (wider cells are wrapped)."""
     if not rows:
         return "No data"
     cols = list(columns or rows[0].keys())
     cells = [[_cell(row.get(c)) for c in cols] for row in rows]
-    plain = _plain_table(cols, cells)
-    return plain if plain is not None else _rich_table(cols, cells)
+    plain = _plain_table(cols, cells, width)
+    return plain if plain is not None else _rich_table(cols, cells, width)
 
 
-def _rich_table(cols: Sequence[Any], cells: Sequence[Sequence[str]]) -> str:
+def _rich_table(
+    cols: Sequence[Any], cells: Sequence[Sequence[str]], width: int = TABLE_WIDTH
+) -> str:
     from io import StringIO
 
     from rich.console import Console
@@ -78,9 +85,7 @@ def _rich_table(cols: Sequence[Any], cells: Sequence[Sequence[str]]) -> str:
     for row in cells:
         table.add_row(*row)
     buf = StringIO()
-    Console(file=buf, width=TABLE_WIDTH, no_color=True, highlight=False, soft_wrap=False).print(
-        table
-    )
+    Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=False).print(table)
     return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
@@ -112,7 +117,9 @@ def _plain_width(text: str) -> int | None:
     return size
 
 
-def _plain_table(cols: Sequence[Any], cells: Sequence[Sequence[str]]) -> str | None:
+def _plain_table(
+    cols: Sequence[Any], cells: Sequence[Sequence[str]], width: int = TABLE_WIDTH
+) -> str | None:
     """The table exactly as :func:`_rich_table` prints it, without importing rich, when every
     cell is printed as it is and the table fits :data:`TABLE_WIDTH`; else None.
 
@@ -137,7 +144,7 @@ def _plain_table(cols: Sequence[Any], cells: Sequence[Sequence[str]]) -> str | N
     last = len(cols) - 1
     widths = [max(row[i] for row in sizes) for i in range(len(cols))]
     padding = [(i > 0) + (i < last) for i in range(len(cols))]
-    if sum(max(w + p, 1) for w, p in zip(widths, padding, strict=True)) > TABLE_WIDTH:
+    if sum(max(w + p, 1) for w, p in zip(widths, padding, strict=True)) > width:
         return None
     lines = []
     for row, measured in zip(grid, sizes, strict=True):
@@ -173,6 +180,7 @@ def emit(
     text: str | None = None,
     columns: Sequence[str] | None = None,
     tz: str | None = None,
+    width: int = TABLE_WIDTH,
 ) -> None:
     """Print ``data`` as JSON, or as ``text`` / a record / a table in text mode.
 
@@ -187,8 +195,75 @@ def emit(
     elif isinstance(data, Mapping):
         out = render_record(data)
     elif isinstance(data, Sequence) and not isinstance(data, str):
-        out = render_table(list(data), columns)
+        out = render_table(list(data), columns, width)
     else:
         out = str(data)
     sys.stdout.write(out + "\n")
     sys.stdout.flush()
+
+
+# -- values as people read them ------------------------------------------------------------
+
+
+def human_duration(seconds: float | None) -> str:
+    """``0.094`` -> ``0.09 s``, ``75`` -> ``1 min 15 s``, ``7260`` -> ``2 h 01 min``."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
+
+
+def age(when: datetime | None, now: datetime) -> str:
+    """How long ago (or how soon) ``when`` is: ``3 min ago``, ``in 2 h``, ``just now``."""
+    if when is None:
+        return ""
+    delta = (now - when).total_seconds()
+    ahead = delta < 0
+    delta = abs(delta)
+    if delta < 5:
+        return "just now"
+    for limit, size, unit in ((60, 1, "s"), (3600, 60, "min"), (86400, 3600, "h")):
+        if delta < limit:
+            text = f"{int(delta // size)} {unit}"
+            break
+    else:
+        text = f"{int(delta // 86400)} d"
+    return f"in {text}" if ahead else f"{text} ago"
+
+
+def when_text(when: datetime | None, now: datetime) -> str:
+    """A local time to the minute, with its age beside it: ``2026-12-07 23:43 (3 min ago)``."""
+    if when is None:
+        return ""
+    return f"{when:%Y-%m-%d %H:%M} ({age(when, now)})"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: max(width - 1, 0)].rstrip() + "…"
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """Floats rounded for display (``0.049264999999999996`` -> ``0.049``)."""
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def reason_text(reason: str | None, exitcode: int | None) -> str:
+    """A job's reason without the ``exit code N:`` that its exit code already says."""
+    text = (reason or "").strip()
+    if exitcode is not None:
+        prefix = f"exit code {exitcode}"
+        if text == prefix:
+            return ""
+        if text.startswith(prefix + ":"):
+            return text[len(prefix) + 1 :].strip()
+    return text

@@ -104,7 +104,10 @@ def resolve_company(session: Session, ref: str | int) -> Company:
     text = str(ref).strip()
     if text.isdigit():
         return get_company(session, int(text))
-    return find_company(session, slug=text)
+    found = session.scalars(select(Company).where(Company.slug == text)).first()
+    if found is None:
+        raise NotFound(f"company {text!r} not found")
+    return found
 
 
 def _check_fields(values: Mapping[str, Any]) -> None:

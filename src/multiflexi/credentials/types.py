@@ -310,6 +310,21 @@ def create_type(
     return ct
 
 
+def describe_type(session: Session, ct: CredentialType, **changes: str) -> list[str]:
+    """Change a type's name, description, URL or logo (its fields stay); returns what
+    changed."""
+    unknown = sorted(set(changes) - {"name", "description", "url", "logo"})
+    if unknown:
+        raise Invalid(f"cannot change {unknown[0]!r} of a credential type")
+    if "name" in changes and not changes["name"].strip():
+        raise Invalid("name must not be empty")
+    changed = [k for k, v in changes.items() if getattr(ct, k) != v]
+    for key in changed:
+        setattr(ct, key, changes[key])
+    session.flush()
+    return changed
+
+
 def delete_type(session: Session, type_id: int) -> CredentialType:
     """Delete a type and its fields; refused while credentials use it."""
     ct = get_type(session, id=type_id)

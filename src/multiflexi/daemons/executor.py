@@ -6,12 +6,17 @@ due jobs of ``skip`` templates whose previous run is still going. Idle, it sleep
 the earliest not-before time, a NOTIFY (PostgreSQL), a finished job or a signal -- at most
 ``MULTIFLEXI_POLL_INTERVAL`` on SQLite and MariaDB. Every half lease it marks jobs of dead
 workers ``lost`` and queues their retries; every few seconds it beats in table ``worker``;
-every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did.
+every ``MULTIFLEXI_HOUSEKEEPING_INTERVAL`` it runs housekeeping if no other executor did;
+at start and every hour it cleans its own job root of leftovers.
 
 SIGTERM/SIGINT: stop claiming; running jobs get ``MULTIFLEXI_SHUTDOWN_GRACE`` seconds to
-finish, then they are cancelled (TERM, kill grace, KILL to the process group; the job
-ends ``failed``, "terminated: the executor was stopped"). A second signal cancels at once.
-SIGHUP re-reads the configuration (max parallel, poll interval).
+finish (the daemon beats meanwhile, state ``draining``), then they are cancelled (TERM,
+kill grace, KILL to the process group; the job ends ``failed``, "terminated: the executor
+was stopped", and runs again unless its template says ``on_interrupt=fail``). A second
+signal cancels at once.
+SIGHUP re-reads the environment file it started with (max parallel, poll interval).
+Under systemd it notifies readiness, reloads and stops, and pets the watchdog from the
+main loop (:mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -28,14 +33,19 @@ from typing import TYPE_CHECKING, Any
 
 from multiflexi import queue, recovery, workers
 from multiflexi.daemons.loop import QueueListener, one_line, parse_args, run_daemon, run_loop
+from multiflexi.daemons.notify import Notifier
 from multiflexi.daemons.pool import JobPool, Slot
 from multiflexi.daemons.signals import DaemonSignals
+from multiflexi.errors import ExecutorFault
 from multiflexi.jobs.context import read_context
+from multiflexi.jobs.lifecycle import origin
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.jobs.runner import JobRunner
     from multiflexi.storage.database import Database
     from multiflexi.storage.pipeline import Executes
 
@@ -47,12 +57,15 @@ LISTEN_IDLE = 1.0
 #: Paces housekeeping to once per interval in the cluster. Not the lock the housekeeping
 #: run takes for itself ("housekeeping"), which only keeps two runs apart.
 HOUSEKEEPING_LOCK = "housekeeping-interval"
+#: How often an executor cleans its own job root of crash leftovers (also at start).
+LOCAL_SWEEP_SECONDS = 3600.0
 #: How long a stopping daemon lets a housekeeping round go on (its batches are short).
 HOUSEKEEPING_EXIT_WAIT = 5.0
 
 
-#: What a job's path imports on first use: loaded when the daemon starts, so that its
-#: first job does not wait ~80 ms for them.
+#: What a job's path imports on first use: loaded by a thread of their own right after
+#: the daemon's first claim (which does not need them), so that neither the first claim
+#: nor, usually, the first job waits ~80 ms for them.
 _JOB_PATH_MODULES = (
     "multiflexi.artifacts.service",
     "multiflexi.companies.service",
@@ -80,20 +93,23 @@ class ExecutorDaemon:
         signals: DaemonSignals | None = None,
         limit: int | None = None,
         maintenance: bool = True,
-        env_file: str | None = None,
         job_hooks: list[Any] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
-        from multiflexi.jobs.runner import JobRunner
         from multiflexi.jobs.workdir import WorkdirSweeper
 
         self.db, self.settings, self.worker_id = db, settings, worker_id
         self.signals = signals or DaemonSignals()
         self.fixed_parallel, self.limit, self.maintenance = max_parallel, limit, maintenance
-        self.env_file = env_file
+        self.notifier = notifier or Notifier()
         self.sweeper = WorkdirSweeper()
-        self.runner = JobRunner(
-            db, settings, cancel=self.signals.cancel, job_hooks=job_hooks, sweeper=self.sweeper
-        )
+        self._job_hooks = job_hooks
+        self._runner: JobRunner | None = None
+        self._runner_lock = threading.Lock()
+        #: What the first step does once its claim is made: the warm-up (see _warm_up),
+        #: the LISTEN thread and the metrics server (their imports and connections
+        #: would compete with the first claim for the interpreter lock).
+        self._after_first_claim: list[Callable[[], None]] = []
         parallel = max_parallel or settings.max_parallel
         self.pool = JobPool(self._perform, parallel, self._job_done, refill=self._refill)
         #: Held while claiming: by the loop, or by a job's thread that claims its next job.
@@ -109,11 +125,38 @@ class ExecutorDaemon:
         self.listener: QueueListener | None = None
         start = self.started_at = utcnow()
         self._next_beat = self._next_recovery = self._next_housekeeping = start
+        self._next_local_sweep = start
         #: Jobs claimed here (those no longer running are dropped at each beat): any
         #: other job running under our id since ``started_at`` is a claim whose commit we
         #: never heard of.
         self._mine: set[int] = set()
         self._housekeeper: threading.Thread | None = None
+        #: Failed steps and chores, recorded in our ``worker`` row (``status`` shows it).
+        self.errors = workers.ErrorRecord(db, worker_id)
+        from multiflexi.monitoring.counters import DaemonProbe
+
+        self.probe = DaemonProbe("executor", worker_id, self._gauges)
+        #: Why this host cannot run jobs, found while running one: the daemon stops.
+        self.fault: ExecutorFault | None = None
+
+    @property
+    def runner(self) -> JobRunner:
+        """Runs the claimed jobs; built by the warm-up thread (or by the first job),
+        not before the first claim: its modules and the hooks' take a tenth of the
+        start-up."""
+        if self._runner is None:
+            with self._runner_lock:
+                if self._runner is None:
+                    from multiflexi.jobs.runner import JobRunner
+
+                    self._runner = JobRunner(
+                        self.db,
+                        self.settings,
+                        cancel=self.signals.cancel,
+                        job_hooks=self._job_hooks,
+                        sweeper=self.sweeper,
+                    )
+        return self._runner
 
     # -- one iteration -------------------------------------------------------------------
 
@@ -126,6 +169,10 @@ class ExecutorDaemon:
         try:
             return self._claim_due(now)
         finally:
+            if self._after_first_claim:
+                starts, self._after_first_claim = self._after_first_claim, []
+                for start in starts:
+                    self._chore("start", start)
             if self.maintenance:
                 self._maintain(now)
 
@@ -157,7 +204,7 @@ class ExecutorDaemon:
             # Due jobs that could not be claimed wait for a running job of their
             # template: those of ``skip`` templates are cancelled instead.
             for job_id in queue.skip_overlapping(self.db, now):
-                log.info("action=skip job_id=%s reason=previous run still running", job_id)
+                log.info("action=skip job_id=%s reason=%s", job_id, "previous run still running")
         # While claims succeed, the next step claims straight away; after a miss, it polls.
         self._draining = claimed
         if not claimed:
@@ -180,7 +227,21 @@ class ExecutorDaemon:
 
     def _count_claim(self, claim: Claim) -> None:
         """A committed claim of ours; the caller holds ``_claiming``."""
-        log.info("action=claim job_id=%s worker=%s", claim.job_id, self.worker_id)
+        counters.inc("multiflexi_jobs_claimed")
+        ctx = claim.preread
+        job, rt, company = (ctx.job, ctx.rt, ctx.company) if ctx is not None else (None,) * 3
+        log.info(
+            "action=claim job_id=%s runtemplate_id=%s runtemplate=%s company=%s by=%s attempt=%s"
+            " host=%s worker=%s",
+            claim.job_id,
+            getattr(rt, "id", None),
+            getattr(rt, "name", None),
+            getattr(company, "slug", None),
+            origin(job.schedule_type) if job is not None else None,
+            getattr(job, "attempt", None),
+            queue.HOSTNAME,
+            self.worker_id,
+        )
         with self._lock:
             self._mine.add(claim.job_id)
         self.claims += 1
@@ -246,16 +307,24 @@ class ExecutorDaemon:
                     successor=successor,
                 )
             )
-        except Exception as exc:  # the lease runs out and recovery retries the job
+        except ExecutorFault as fault:
+            # This host cannot run jobs: the job went back to the queue, and the
+            # executor stops (after its running jobs) rather than fail the next ones.
+            self.fault = self.fault or fault
+            self.signals.stop()
+            status = "requeued"
+        except Exception as exc:
+            # Not only a log line: the job ends failed with the reason now (retried as its
+            # template says), instead of waiting for its lease and being called lost.
             log.error("action=job_error job_id=%s error=%s", claim.job_id, one_line(exc))
             log.debug("action=job_error", exc_info=True)
-            status = "error"
+            reason = f"internal error: {type(exc).__name__}: {one_line(exc)}"
+            status = str(self.runner.fail_claimed(claim, reason))
         with self._lock:
             self.results[status] += 1
-        log.info(
-            "action=finish job_id=%s status=%s seconds=%.3f",
+        log.debug(  # the job's end is logged once, by the runner (action=finish)
+            "action=job_thread_done job_id=%s seconds=%.3f",
             claim.job_id,
-            status,
             time.monotonic() - started,
         )
 
@@ -267,11 +336,16 @@ class ExecutorDaemon:
     def _maintain(self, now: datetime) -> None:
         if now >= self._next_beat:
             self._next_beat = now + timedelta(seconds=workers.BEAT_SECONDS)
-            self._chore("beat", lambda: workers.beat(self.db, self.worker_id))
+            self._chore("beat", self._beat)
+            self.errors.flush()  # a failure the database could not take when it happened
+            self.notifier.status(self._status_line())
             self._chore("give_back", self._give_back_unknown)
         if now >= self._next_recovery:
             self._next_recovery = now + timedelta(seconds=self.settings.lease_seconds / 2)
             self._chore("requeue_lost", lambda: self._recover(now))
+        if now >= self._next_local_sweep:
+            self._next_local_sweep = now + timedelta(seconds=LOCAL_SWEEP_SECONDS)
+            self._chore("clean_job_root", lambda: self._clean_job_root(now))
         interval = self.settings.housekeeping_interval
         if interval <= 0:
             self._next_housekeeping = now + timedelta(days=1)
@@ -285,6 +359,24 @@ class ExecutorDaemon:
         except Exception as exc:  # one failing chore must not stop the claiming
             log.error("action=%s error=%s", name, one_line(exc))
             log.debug("action=%s", name, exc_info=True)
+            self.errors.failed(name, exc)
+
+    def _beat(self) -> None:
+        workers.beat(self.db, self.worker_id)
+        self.probe.beat()
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        """This executor's own state, for its metrics."""
+        return {
+            "multiflexi_executor_jobs_running": (
+                "Jobs running in this executor",
+                self.pool.running(),
+            ),
+            "multiflexi_executor_max_parallel": (
+                "Jobs this executor runs at once",
+                self.pool.limit,
+            ),
+        }
 
     def _give_back_unknown(self) -> None:
         """Requeue the jobs claimed under our id that no thread here runs. A claim whose
@@ -304,7 +396,26 @@ class ExecutorDaemon:
                 self._mine.intersection_update(found)
         for job_id in unknown:
             if queue.give_back(self.db, job_id, self.worker_id):
-                log.warning("action=give_back job_id=%s reason=claim never acknowledged", job_id)
+                log.warning(
+                    "action=give_back job_id=%s reason=%s", job_id, "claim never acknowledged"
+                )
+
+    def _clean_job_root(self, now: datetime) -> None:
+        """Crash leftovers in this host's job root: every executor cleans its own, as the
+        cluster-wide housekeeping runs on one host only."""
+        from multiflexi.housekeeping.orphans import clean_local_dirs
+
+        report = clean_local_dirs(self.db, self.settings, now=now)
+        removed = report.counts["job_dirs_removed"] + report.counts["handoff_dirs_removed"]
+        if removed or report.errors:
+            log.info(
+                "action=clean_job_root root=%s removed=%s errors=%s",
+                self.settings.job_root,
+                removed,
+                len(report.errors),
+            )
+        for error in report.errors:
+            log.warning("action=clean_job_root error=%s", one_line(Exception(error)))
 
     def _recover(self, now: datetime) -> None:
         recovery.requeue_lost(
@@ -317,18 +428,21 @@ class ExecutorDaemon:
         try:
             module = importlib.import_module("multiflexi.housekeeping.service")
         except ImportError:
-            log.debug("action=housekeeping skipped=module not installed")
+            log.debug("action=housekeeping skipped=%s", "module not installed")
             return
         # The lock is kept until it expires: housekeeping runs once per interval in the
         # whole cluster, whichever executor gets there first.
         if not workers.acquire_lock(self.db, HOUSEKEEPING_LOCK, self.worker_id, interval, now):
-            log.debug("action=housekeeping skipped=another executor ran it")
+            log.debug("action=housekeeping skipped=%s", "another executor ran it")
             return
 
         def run() -> None:
             report = module.run_housekeeping(self.db, self.settings)
             skipped = report.get("skipped") if isinstance(report, dict) else None
-            log.info("action=housekeeping phase=end%s", f" skipped={skipped}" if skipped else "")
+            if skipped:
+                log.info("action=housekeeping phase=end skipped=%s", skipped)
+            else:
+                log.info("action=housekeeping phase=end")
 
         def work() -> None:
             log.info("action=housekeeping phase=start")
@@ -338,21 +452,31 @@ class ExecutorDaemon:
         self._housekeeper.start()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration; a bad file keeps the old settings."""
-        from multiflexi.config import load_settings
+        """SIGHUP: re-read the environment file the daemon started with; a bad file keeps
+        the old settings."""
+        from multiflexi.config import reload_settings
 
+        self.notifier.reloading()
         try:
-            fresh = load_settings(self.env_file)
+            fresh = reload_settings(self.settings)
         except Exception as exc:
             log.error("action=reload error=%s", one_line(exc))
+            self.errors.failed("reload (the old settings stay)", exc)
+            self.notifier.ready(f"reload failed, old settings kept: {one_line(exc)}")
             return
         self.settings = fresh
         self.pool.limit = self.fixed_parallel or fresh.max_parallel
         log.info(
-            "action=reload max_parallel=%s poll_interval=%s",
+            "action=reload max_parallel=%s poll_interval=%s timezone=%s",
             self.pool.limit,
             fresh.poll_interval,
+            fresh.timezone,
         )
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows."""
+        return f"{self.pool.running()} of {self.pool.limit} job slots busy"
 
     # -- whole runs ----------------------------------------------------------------------
 
@@ -362,10 +486,15 @@ class ExecutorDaemon:
         try:
             while not self.signals.stopping:
                 self.signals.wake.clear()
+                ended = self.pool.ended()
                 if self.step(utcnow()):
                     continue
-                if self.pool.running() == 0:
-                    break  # nothing claimable and nothing running that could unblock a job
+                # Done when nothing runs that could unblock a due job -- and no job ended
+                # while this step looked: a job of a ``forbid`` template that ended after
+                # the claim missed its successor has freed that successor, and its thread
+                # left the claiming to this loop.
+                if self.pool.running() == 0 and self.pool.ended() == ended:
+                    break
                 self.signals.wake.wait(self.idle(utcnow()))
         finally:
             self.finish_chores(None)
@@ -394,34 +523,58 @@ class ExecutorDaemon:
             self.settings.describe_database(),
             once,
         )
-        for name in _JOB_PATH_MODULES:
-            importlib.import_module(name)
-        # What is loaded now (modules, mapped classes, compiled statements) lives as long
-        # as the daemon: kept out of the collector's full passes, which otherwise stop
-        # every thread for tens of milliseconds to walk it again.
-        gc.freeze()
+        warm = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+        self._after_first_claim = [warm.start]
         try:
             if once:
                 self._chore("requeue_lost", lambda: self._recover(utcnow()))
                 self.process()
             else:
-                self._start_helpers()
+                self._after_first_claim.append(self._start_helpers)
+                self.notifier.ready(self._status_line())
                 run_loop(
                     self.step,
                     wake=self.signals.wake,
                     stopping=lambda: self.signals.stopping,
                     idle=self.idle,
+                    on_error=lambda exc: self.errors.failed("step", exc),
+                    notifier=self.notifier,
                 )
         finally:
+            self.notifier.stopping(f"stopping: {self.pool.running()} jobs running")
             self.shutdown()
             if not self.finish_chores(HOUSEKEEPING_EXIT_WAIT):
                 # Its open transaction ends with the process; deleted batches stay deleted.
-                log.warning("action=housekeeping phase=abandoned reason=still running at exit")
+                log.warning(
+                    "action=housekeeping phase=abandoned reason=%s", "still running at exit"
+                )
             if self.listener is not None:
                 self.listener.stop.set()
             self._chore("mark_stopped", lambda: workers.mark_stopped(self.db, self.worker_id))
-            log.info("action=stop worker=%s jobs=%s", self.worker_id, dict(self.results))
+            log.info(
+                "action=stop worker=%s jobs=%s",
+                self.worker_id,
+                ",".join(f"{k}:{n}" for k, n in sorted(self.results.items())) or "none",
+            )
+        if self.fault is not None:
+            raise self.fault  # one line on stderr, exit 1
         return 0
+
+    def _warm_up(self) -> None:
+        """Build the job runner and import what a job's path needs, then freeze what is
+        loaded; in a thread of its own started after the first claim, so that the claim
+        neither waits for this work nor for the interpreter lock it holds (each of the
+        claim's round trips would wait for it again)."""
+        try:
+            self.runner  # noqa: B018 - built here rather than by the first job
+            for name in _JOB_PATH_MODULES:
+                importlib.import_module(name)
+        except Exception as exc:  # the first job meets it again and says so
+            log.error("action=warm_up error=%s", one_line(exc))
+        # What is loaded now (modules, mapped classes, compiled statements) lives as long
+        # as the daemon: kept out of the collector's full passes, which otherwise stop
+        # every thread for tens of milliseconds to walk it again.
+        gc.freeze()
 
     def _start_helpers(self) -> None:
         if self.db.dialect == "pgsql":
@@ -429,32 +582,48 @@ class ExecutorDaemon:
             self.listener.start()
         port = self.settings.metrics_port
         if port:
-            try:
-                metrics = importlib.import_module("multiflexi.monitoring.metrics")
-            except ImportError:
-                log.debug("action=metrics skipped=module not installed")
-                return
-            self._chore("metrics", lambda: metrics.serve(port, self.db, self.settings))
+            from multiflexi.monitoring import metrics
+
+            # This process's counters and state only: the cluster's numbers come from the
+            # scheduler, else every executor would count them once more.
+            self._chore(
+                "metrics", lambda: metrics.serve(port, None, self.settings, daemon=self.probe)
+            )
 
     def shutdown(self) -> None:
-        """Let running jobs finish within the grace, then cancel them."""
+        """Let running jobs finish within the grace, then cancel them. The daemon keeps
+        beating meanwhile, in state ``draining``: ``status`` must not call it dead."""
         running = self.pool.running()
         if not running:
             return
         grace = self.settings.shutdown_grace
         if self.signals.stopping:
             log.info("action=drain running=%s grace=%s", running, grace)
-        if not self.pool.join(grace, interrupt=self.signals.cancel):
-            log.warning("action=cancel_jobs running=%s", self.pool.running())
-            self.signals.cancel.set()
-            # Cancelled jobs get TERM, kill grace, KILL, then record their end.
-            self.pool.join(self.settings.kill_grace + 30)
+        done = threading.Event()
+        beater = threading.Thread(
+            target=self._beat_while_draining, args=(done,), name="drain-beat", daemon=True
+        )
+        beater.start()
+        try:
+            if not self.pool.join(grace, interrupt=self.signals.cancel):
+                log.warning("action=cancel_jobs running=%s", self.pool.running())
+                self.signals.cancel.set()
+                # Cancelled jobs get TERM, kill grace, KILL, then record their end.
+                self.pool.join(self.settings.kill_grace + 30)
+        finally:
+            done.set()
+            beater.join()
+
+    def _beat_while_draining(self, done: threading.Event) -> None:
+        self._chore("beat", lambda: workers.mark_draining(self.db, self.worker_id))
+        while not done.wait(workers.BEAT_SECONDS):
+            self._chore("beat", self._beat)
 
 
 class _Successor:
     """Claims the next job of a short job's thread in the transaction that commits the
     job's final status: one write transaction per job instead of two (trivial jobs,
-    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; docs/daemons.md).
+    two executors: +12 % jobs/s on SQLite, +20 % on PostgreSQL; benchmarks/experiments.md).
 
     The claiming lock is taken (without waiting: if the loop claims, it is the loop's
     turn) in the transaction and kept until it has ended, so that the give-back of
@@ -507,13 +676,13 @@ def run(argv: Sequence[str] | None = None) -> None:
     run_daemon(
         "multiflexi-executor",
         args,
-        lambda settings, db, signals: ExecutorDaemon(
+        lambda settings, db, signals, notifier: ExecutorDaemon(
             db,
             settings,
             worker_id=args.worker_id or queue.new_worker_id("executor"),
             max_parallel=args.max_parallel,
             signals=signals,
-            env_file=args.env_file,
+            notifier=notifier,
         ),
         prepare=True,
     )

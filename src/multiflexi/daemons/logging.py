@@ -1,6 +1,12 @@
-"""Daemon logs: one line per event on stderr, UTC timestamps, ``key=value`` pairs.
+"""Daemon logs: one line per event on stderr, UTC timestamps, logfmt ``key=value`` pairs.
 
     2026-11-28T20:00:00Z INFO action=claim job_id=5 worker=executor@host:123:ab12cd34
+    2026-11-28T20:00:01Z INFO action=finish job_id=5 status=failed exit_code=3 reason="exit code 3: no data"
+
+Messages are written as ``key=%s`` templates; the values are made logfmt here, so no
+call site can get it wrong: a value with a space, a quote, an ``=`` or a control
+character (or an empty one) is double-quoted with ``\\`` ``\"`` ``\n`` escapes,
+booleans read ``true``/``false``, a missing value is ``-``, an exception is its message.
 
 The level comes from ``--debug`` or ``MULTIFLEXI_LOG_LEVEL`` (default INFO).
 """
@@ -8,10 +14,43 @@ The level comes from ``--debug`` or ``MULTIFLEXI_LOG_LEVEL`` (default INFO).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from typing import Any
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+_PLAIN = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def logfmt_value(value: object) -> object:
+    """``value`` as a logfmt value: numbers stay numbers (for ``%d``/``%.3f``), anything
+    else becomes a string, quoted when it must be."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    if value is None:
+        return "-"
+    if isinstance(value, BaseException):
+        text = " ".join(
+            (str(getattr(value, "message", "") or value) or type(value).__name__).split()
+        )
+    else:
+        text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    quoted = "".join(_ESCAPES.get(c, c if c >= " " else f"\\x{ord(c):02x}") for c in text)
+    return f'"{quoted}"'
+
+
+def _logfmt_args(args: Any) -> Any:
+    if isinstance(args, tuple):
+        return tuple(logfmt_value(a) for a in args)
+    return args
 
 
 class UTCFormatter(logging.Formatter):
@@ -26,8 +65,13 @@ class UTCFormatter(logging.Formatter):
         self.with_tracebacks = with_tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
+        changes: dict[str, Any] = {}
         if not self.with_tracebacks and record.exc_info:
-            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+            changes.update(exc_info=None, exc_text=None)
+        if record.args:
+            changes["args"] = _logfmt_args(record.args)
+        if changes:
+            record = logging.makeLogRecord({**record.__dict__, **changes})
         return super().format(record)
 
 

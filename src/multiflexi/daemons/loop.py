@@ -3,7 +3,8 @@
 * :func:`run_loop` drives a one-iteration ``step(now) -> bool``: it calls it again at once
   while it reports work done, then waits on a :class:`threading.Event` (so a signal, a
   NOTIFY or a finished job wakes it at once) for as long as ``idle(now)`` says; a failing
-  step is logged and retried with exponential backoff, never fatal.
+  step is logged and retried with exponential backoff, never fatal. Every turn pets
+  systemd's watchdog (:mod:`.notify`).
 * :class:`QueueListener` LISTENs on PostgreSQL for enqueued jobs.
 * :func:`parse_args`, :func:`open_database`, :func:`daemon_main` and :func:`run_daemon`:
   the command line, start-up, and the rule that a daemon fails with one clear line and
@@ -16,6 +17,7 @@ import argparse
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,7 @@ from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.daemons.notify import Notifier
     from multiflexi.daemons.signals import DaemonSignals
     from multiflexi.storage.database import Database
 
@@ -58,10 +61,19 @@ def run_loop(
     idle: Callable[[datetime], float],
     clock: Callable[[], datetime] = utcnow,
     backoff: Backoff | None = None,
+    notifier: Notifier | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
-    """Call ``step`` until ``stopping()``; see the module docstring."""
+    """Call ``step`` until ``stopping()``; see the module docstring. Each turn pets the
+    ``notifier``'s watchdog, and no wait is longer than it allows: a step that hangs
+    stops the pets, and systemd restarts the daemon. ``on_error`` records a failed step
+    where an operator looks (the daemon's ``worker`` row)."""
     delays = backoff or Backoff()
+    pet = notifier.pet if notifier is not None else None
+    longest = (notifier.pet_every if notifier is not None else None) or None
     while not stopping():
+        if pet is not None:
+            pet()
         wake.clear()  # before the step: a wake-up during the step is not lost
         try:
             busy = step(clock())
@@ -69,11 +81,31 @@ def run_loop(
             delay = delays.next()
             log.error("action=step_failed error=%s retry_in=%.1f", one_line(exc), delay)
             log.debug("action=step_failed", exc_info=True)
-            wake.wait(delay)
+            if on_error is not None:
+                on_error(exc)
+            _wait(wake, delay, longest, pet)
             continue
         delays.reset()
         if not busy and not stopping():
-            wake.wait(max(0.0, idle(clock())))
+            _wait(wake, max(0.0, idle(clock())), longest, pet)
+
+
+def _wait(
+    wake: threading.Event,
+    seconds: float,
+    longest: float | None,
+    pet: Callable[[], None] | None,
+) -> None:
+    """Wait ``seconds`` or until ``wake``, in slices of at most ``longest`` with a pet
+    after each."""
+    if longest is None or pet is None or seconds <= longest:
+        wake.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if wake.wait(min(left, longest)):
+            return
+        pet()
 
 
 class QueueListener(threading.Thread):
@@ -183,6 +215,33 @@ def daemon_main(prog: str, debug: bool, body: Callable[[], int]) -> int:
         return 1
 
 
+def startup_checks(settings: Settings, db: Database, *, runs_jobs: bool) -> None:
+    """What a daemon needs before it may start (the database and its schema were checked
+    when it was opened): the master key against the database's key identity, and for a
+    daemon that runs jobs a writable job root with free space. Raises the first problem
+    (one line, exit 1); logs what it found."""
+    from multiflexi.health import check_job_root, check_key
+
+    key = check_key(db, settings)
+    if runs_jobs:
+        check_job_root(settings)
+    log.info(
+        "action=checks key=%s key_source=%s key_state=%s job_root=%s",
+        key.fingerprint or "none",
+        _quoted(key.source),
+        key.state,
+        _quoted(str(settings.job_root)) if runs_jobs else "-",
+    )
+
+
+def _quoted(value: str) -> str:
+    return (
+        value
+        if value and " " not in value and '"' not in value
+        else '"' + value.replace('"', '\\"') + '"'
+    )
+
+
 class Servable(Protocol):
     def serve(self, once: bool = False) -> int: ...
 
@@ -190,21 +249,32 @@ class Servable(Protocol):
 def run_daemon(
     prog: str,
     args: DaemonArgs,
-    build: Callable[[Settings, Database, DaemonSignals], Servable],
+    build: Callable[[Settings, Database, DaemonSignals, Notifier], Servable],
     *,
     prepare: bool = False,
+    runs_jobs: bool = True,
 ) -> NoReturn:
-    """A daemon's whole life: settings, database, signal handlers, ``serve()``, exit."""
+    """A daemon's whole life: settings, database, start-up checks, signal handlers,
+    ``serve()``, exit. ``serve()`` tells systemd (``Type=notify``) when it is ready and
+    when it stops."""
 
     def body() -> int:
+        from multiflexi.daemons.notify import Notifier
         from multiflexi.daemons.signals import DaemonSignals
 
+        notifier = Notifier.from_environ()
         settings, db = open_database(args, prepare=prepare)
+        try:
+            startup_checks(settings, db, runs_jobs=runs_jobs)
+        except BaseException:
+            db.dispose()
+            raise
         signals = DaemonSignals()
         signals.install()
         try:
-            return build(settings, db, signals).serve(once=args.once)
+            return build(settings, db, signals, notifier).serve(once=args.once)
         finally:
             db.dispose()
+            notifier.close()
 
     sys.exit(daemon_main(prog, args.debug, body))

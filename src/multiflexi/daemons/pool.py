@@ -48,7 +48,7 @@ class JobPool:
       for. Only when there is none does it free the slot (and call ``on_done``). For
       short jobs the hand-over between threads cost more than the overlap gave: a
       quarter of the executor's CPU per job (six times the context switches), measured
-      side by side in docs/daemons.md.
+      side by side in benchmarks/experiments.md.
 
     Threads are kept and reused: starting one per job cost a third of a short job's
     bookkeeping.
@@ -74,6 +74,7 @@ class JobPool:
         self._waiting: list[Claim] = []
         self._slots = 0  # claims whose process may still run
         self._jobs = 0  # claims not finished with
+        self._ended = 0  # claims finished with so far (their final status is written)
         self._idle = 0
         self._starting = 0  # claims whose process has not started yet
         self._freed = 0  # slots freed so far
@@ -83,6 +84,13 @@ class JobPool:
         """Jobs not finished with (their process may have ended)."""
         with self._cond:
             return self._jobs
+
+    def ended(self) -> int:
+        """How many claims were finished with so far: a caller that saw the same number
+        before and after looking for due jobs knows no job ended meanwhile (an ended job
+        may have unblocked one of its template's, see ExecutorDaemon.process)."""
+        with self._cond:
+            return self._ended
 
     def free(self) -> int:
         with self._cond:
@@ -180,9 +188,11 @@ class JobPool:
         if follow is not None:  # the slot and the running count pass to it
             with self._cond:
                 self._starting += 1
+                self._ended += 1
             return follow
         with self._cond:
             self._jobs -= 1
+            self._ended += 1
             self._cond.notify_all()
         if slot.is_freed:
             self.on_done()  # freed when its process ended: now it is over too

@@ -46,6 +46,12 @@ class DaemonSignals:
             set_soon(self.cancel)
         set_soon(self.wake)
 
+    def stop(self) -> None:
+        """Ask for a graceful stop from the daemon's own code (not from a handler)."""
+        if self.stop_requests == 0:
+            self.stop_requests = 1
+        self.wake.set()
+
     def _on_reload(self, signum: int, _frame: FrameType | None) -> None:
         self.reload_requested = True
         set_soon(self.wake)

@@ -7,7 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from multiflexi.executors.limits import Limits
 
 #: Exit codes a shell gives when it cannot start a program; launch failures use them too.
 EXIT_NOT_FOUND = 127
@@ -20,7 +23,7 @@ class LaunchSpec:
 
     ``env`` is the complete environment (nothing is inherited); ``timeout`` is in seconds
     of wall time (None: no limit); ``kill_grace`` is how long a process gets between
-    SIGTERM and SIGKILL.
+    SIGTERM and SIGKILL; ``limits`` are the job's resource limits (None: none).
     """
 
     argv: list[str]
@@ -28,6 +31,7 @@ class LaunchSpec:
     cwd: Path
     timeout: float | None = None
     kill_grace: float = 10.0
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,12 @@ class ExecutionResult:
     max_rss_kb: int
     error: str | None = None
     cancelled: bool = False
+    #: How the resource limits were enforced (``cgroup-v1``, ``cgroup-v2``, ``rlimit``).
+    limits_mechanism: str | None = None
+    #: The limit the job hit (``memory limit 256 MiB exceeded``): the job failed for it.
+    limit_breach: str | None = None
+    #: Said after the reason of a failure that a limit may explain but not surely.
+    limit_note: str | None = None
 
 
 class OutputSink(Protocol):

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -32,6 +33,9 @@ from multiflexi.executors.base import (
     LaunchSpec,
     OutputSink,
 )
+
+if TYPE_CHECKING:
+    from multiflexi.executors.limits import Guard
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -210,6 +214,28 @@ class NativeExecutor:
         the exception propagates.
         """
         started, t0 = datetime.now(UTC), time.monotonic()
+        guard = _guard(spec)
+        if guard is not None:
+            if guard.setup_error is not None:
+                return guard.finish(_launch_failure(spec, OSError(guard.setup_error), started))
+            sink = guard.sink(sink)
+        try:
+            return self._launch(spec, sink, on_start, cancel, (started, t0), guard)
+        finally:
+            if guard is not None:
+                guard.kill_all()  # whatever is left in the job's cgroup; then it goes
+                guard.finish_cleanup()
+
+    def _launch(
+        self,
+        spec: LaunchSpec,
+        sink: OutputSink,
+        on_start: Callable[[int], None] | None,
+        cancel: threading.Event | None,
+        start: tuple[datetime, float],
+        guard: Guard | None,
+    ) -> ExecutionResult:
+        started = start[0]
         try:
             if not spec.argv:
                 raise ValueError("the command line is empty")
@@ -223,10 +249,17 @@ class NativeExecutor:
                 start_new_session=True,
                 close_fds=True,
                 bufsize=0,
+                preexec_fn=guard.preexec() if guard is not None else None,
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
-            return _launch_failure(spec, exc, started)
-        run = _Run(proc, spec, sink, cancel, (started, t0), self)
+            return _limited(guard, _launch_failure(spec, exc, started))
+        except subprocess.SubprocessError:  # preexec_fn failed: limits not applicable
+            failure = OSError(
+                f"the job's limits could not be applied ({guard and guard.mechanism})"
+            )
+            return _limited(guard, _launch_failure(spec, failure, started))
+        run = _Run(proc, spec, sink, cancel, start, self)
+        run.guard = guard
         finished = False
         try:
             if on_start is not None:
@@ -237,7 +270,23 @@ class NativeExecutor:
         finally:
             if not finished:
                 run.abort()
-        return run.result()
+        return _limited(guard, run.result())
+
+
+def _guard(spec: LaunchSpec) -> Guard | None:
+    if spec.limits is None or not spec.limits.any():
+        return None
+    from multiflexi.executors.limits import Guard
+
+    return Guard.start(spec.limits, spec.cwd)
+
+
+def _limited(guard: Guard | None, result: ExecutionResult) -> ExecutionResult:
+    """The result with the limits' verdict and the whole tree's usage."""
+    if guard is None:
+        return result
+    guard.kill_all()
+    return guard.finish(result)
 
 
 class _Run:
@@ -288,6 +337,7 @@ class _Run:
         self.sample_gap = SAMPLE_FIRST
         self.next_sample = self.t0 + SAMPLE_FIRST
         self.timed_out = self.cancelled = False
+        self.guard: Guard | None = None
         self.term_sent: float | None = None
         self.kill_sent = self.reaped = self.closed = False
         self.status: int | None = None
@@ -315,6 +365,10 @@ class _Run:
                 elif self.cancel is not None and self.cancel.is_set():
                     self.cancelled = True
                     self._terminate(now)
+                elif self.guard is not None and self.guard.breach is not None:
+                    self._track()  # a limit was hit: no grace
+                    self._signal_all(signal.SIGKILL)
+                    self.term_sent, self.kill_sent = now, True
             elif not self.kill_sent and now >= self.term_sent + spec.kill_grace:
                 self._signal_all(signal.SIGKILL)
                 self.kill_sent = True
@@ -341,6 +395,8 @@ class _Run:
         if track and now >= self.next_track:
             self._track()
             self.next_track = now + self.track_every
+            if self.guard is not None:
+                self.guard.check([self.pid, *self.seen])
         self.next_tick = now + self.tick_every
         self.sink.tick()
 
@@ -391,6 +447,8 @@ class _Run:
         for proc in self.seen.values():
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)  # psutil checks the pid was not reused
+        if self.guard is not None:
+            self.guard.signal(sig)
 
     def _read(self, timeout: float, limit: int = CHUNK) -> int:
         """Wait up to ``timeout`` and hand what the pipes have to the sink."""

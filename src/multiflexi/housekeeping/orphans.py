@@ -18,6 +18,10 @@ lost harmlessly rather than won wrongly:
 - ``handoff_dirs_removed``: folders under ``<data dir>/handoff`` in which the LaunchJob
   action left a finished job's artifact for the job it chained, once untouched for
   :data:`HANDOFF_GRACE` (the chained job and its retries have long read it by then).
+
+The last two are local to a host: :func:`clean_local_dirs` does only them, and every
+executor calls it for its own job root when it starts and every
+hour (``daemons.executor.LOCAL_SWEEP_SECONDS``), whichever host wins the cluster-wide housekeeping.
 """
 
 from __future__ import annotations
@@ -329,6 +333,17 @@ def _handoff_dirs(settings: Settings, now: datetime, report: OrphanReport) -> No
         if _remove_tree(entry, report):
             removed.append(str(entry))
     report.add("handoff_dirs_removed", removed)
+
+
+def clean_local_dirs(
+    db: Database, settings: Settings, *, now: datetime | None = None, dry_run: bool = False
+) -> OrphanReport:
+    """Remove this host's leftover job and handoff directories (see the module docstring)."""
+    moment = now or utcnow()
+    report = OrphanReport(dry_run=dry_run)
+    _job_dirs(db, settings, moment, report)
+    _handoff_dirs(settings, moment, report)
+    return report
 
 
 def fix_orphans(

@@ -8,7 +8,8 @@ returns answer the attribute reads of the environment layers like the ORM object
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,13 @@ _PARTS = (
         "job",
         _JOB,
         ("id", "status", "worker", "app_id", "company_id", "runtemplate_id", "overrides",
-         "attempt", "executor", "env", "argv", "command", "workdir"),
+         "attempt", "schedule_type", "executor", "env", "argv", "command", "workdir"),
     ),
     ("app", _APP, ("id", "name", "uuid", "code", "executable", "cmdparams", "DatUpdate")),
     ("company", _COMPANY, ("id", "name", "slug")),
-    ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active")),
+    ("rt", _RT, ("id", "app_id", "name", "timeout", "mask_secrets", "keep_workdir", "active",
+                 "memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files",
+                 "output_limit")),
 )  # fmt: skip
 
 _ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV, _GLOBAL_ENV = (
@@ -140,7 +143,7 @@ _TEMPLATE_PARTS = (
         ("id", "name", "uuid", "code", "executable", "cmdparams", "DatUpdate", "enabled",
          "version"),
     ),
-    ("company", _COMPANY, ("id", "name", "slug")),
+    ("company", _COMPANY, ("id", "name", "slug", "enabled")),
 )  # fmt: skip
 _TEMPLATE_LOAD = (
     select(
@@ -192,6 +195,8 @@ class AppFacts:
     secret_names: frozenset[str]
     meanings: tuple[ExitMeaning, ...]
     patterns: tuple[Pattern, ...]
+    #: Default resource limits of the application's definition (``"limits"``).
+    limits: Mapping[str, Any] = field(default_factory=dict)
 
 
 class AppFactsCache:
@@ -219,6 +224,7 @@ class AppFactsCache:
 def read_facts(session: Session, app_id: int) -> AppFacts:
     from multiflexi.artifacts.service import app_patterns
     from multiflexi.jobs.service import exit_meanings
+    from multiflexi.runtemplates.limits import app_limits
     from multiflexi.runtemplates.service import app_fields
 
     fields = tuple(app_fields(session, app_id))
@@ -227,4 +233,5 @@ def read_facts(session: Session, app_id: int) -> AppFacts:
         secret_names=frozenset(f.keyname for f in fields if is_secret(f.type, f.secret)),
         meanings=tuple(exit_meanings(session, app_id)),
         patterns=tuple(app_patterns(session, app_id)),
+        limits=app_limits(session.get_one(App, app_id)),
     )

@@ -82,12 +82,12 @@ def _installed_factories() -> tuple[_Factories, _Factories]:
             try:
                 builtin.append(_import(path))
             except Exception as exc:
-                log.warning("action=load_hook hook=%s error=%r", path, exc)
+                log.warning("action=load_hook hook=%s error=%s", path, exc)
         for ep in scan(group="multiflexi.hooks"):
             try:
                 plugins.append(ep.load())
             except Exception as exc:
-                log.warning("action=load_hook hook=%s error=%r", ep.name, exc)
+                log.warning("action=load_hook hook=%s error=%s", ep.name, exc)
         _installed = (scan, builtin, plugins)
     return _installed[1], _installed[2]
 
@@ -102,7 +102,7 @@ def load_hooks(settings: Settings) -> list[Any]:
         try:
             hook = factory(settings)
         except Exception as exc:
-            log.warning("action=init_hook hook=%r error=%r", factory, exc)
+            log.warning("action=init_hook hook=%s error=%s", factory, exc)
             continue
         if hook is not None:
             hooks.append(hook)
@@ -124,7 +124,7 @@ def emit(hooks: list[Any], event: JobEvent) -> None:
             fn(event)
         except Exception as exc:
             log.warning(
-                "action=hook hook=%s phase=%s job_id=%s error=%r",
+                "action=hook hook=%s phase=%s job_id=%s error=%s",
                 type(hook).__name__,
                 event.phase,
                 event.job_id,

@@ -28,6 +28,7 @@ EXIT_CONFIG = 78
 EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 EXIT_IO_ERROR = 74
+EXIT_SOFTWARE = 70
 
 
 def can_move(current: str, target: JobStatus) -> bool:
@@ -116,6 +117,77 @@ def retry_delay(
     else:
         seconds = gap
     return timedelta(seconds=min(seconds, 7 * 86400))
+
+
+#: Who made a job, by its ``schedule_type``; a scheduler's interval names are the rest.
+ORIGINS = {
+    "adhoc-cli": "cli",
+    "adhoc": "cli",
+    "retry": "retry",
+    "chained": "action",
+    "reschedule": "action",
+    "api": "api",
+    "event": "event",
+}
+
+
+def origin(schedule_type: str) -> str:
+    """``cli``, ``api``, ``event``, ``action``, ``retry`` or ``scheduler``: who made a job."""
+    return ORIGINS.get(schedule_type, "scheduler")
+
+
+#: The reason of a job whose executor was stopped (SIGTERM) and cancelled it after the
+#: shutdown grace.
+STOPPED_REASON = "terminated: the executor was stopped"
+#: A run interrupted by the platform this many times in a row is left to the template's
+#: own retry policy: a job that takes its executor down with it must not loop for ever.
+MAX_INTERRUPTIONS = 5
+
+
+def is_interruption(status: str, reason: str) -> bool:
+    """Whether the platform, not the job, ended it: its executor was stopped before it
+    finished (drain timeout), or died and its lease ran out (``lost``)."""
+    return status == JobStatus.LOST or reason == STOPPED_REASON
+
+
+@dataclass(frozen=True)
+class Interruptions:
+    """The interrupted runs before a job in its chain of attempts: all of them, and those
+    right before it (with no other failure between)."""
+
+    total: int = 0
+    in_a_row: int = 0
+
+
+def next_attempt(
+    *,
+    attempt: int,
+    interrupted: bool,
+    before: Interruptions,
+    on_interrupt: str,
+    max_attempts: int,
+    backoff: str,
+    min_gap: int,
+) -> timedelta | None:
+    """When the next attempt of a failed or lost job runs; None = it does not.
+
+    A job the platform interrupted is queued again at once, whatever the retry policy,
+    unless its template says ``on_interrupt=fail`` (it must never run twice: it may have
+    done part of its work) -- up to :data:`MAX_INTERRUPTIONS` in a row, after which the
+    policy decides. Interruptions use up none of ``max_attempts``: any other failure
+    follows the retry policy (:func:`retry_delay`) counting only the attempts that were
+    not interrupted.
+    """
+    if interrupted and on_interrupt == "fail":
+        return None
+    if interrupted and before.in_a_row < MAX_INTERRUPTIONS:
+        return timedelta(0)
+    return retry_delay(
+        attempt=max(attempt - before.total, 1),
+        max_attempts=max_attempts,
+        backoff=backoff,
+        min_gap=min_gap,
+    )
 
 
 def not_before(now: datetime, delay: timedelta) -> datetime:

@@ -69,6 +69,9 @@ class OutputRecorder:
         self.last_flush = time.monotonic()
         self.error: str | None = None
         self._tails: dict[str, bytes] | None = None
+        #: Recovery called the job lost while it ran here: it gave the job empty
+        #: outputs where it found none, and what is left here goes into those.
+        self.after_loss = False
 
     def write(self, stream: str, data: bytes) -> None:
         if self.error is not None:
@@ -154,6 +157,10 @@ class OutputRecorder:
         inline = []
         for stream in STREAMS:
             tail, writer = self._tails[stream], self.writers.get(stream)
+            if writer is None and self.after_loss:
+                given = own_artifact(conn, self.job_id, stream, f"{stream}.txt")
+                if given is not None and given.size == 0:
+                    writer = created[stream] = ChunkWriter(self.db, given.id)
             if writer is None and len(tail) <= CHUNK_SIZE:
                 inline.append(self._inline_row(stream, tail, state))
                 continue

@@ -23,13 +23,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from multiflexi import queue
-from multiflexi.errors import Invalid
+from multiflexi.errors import DatabaseError, ExecutorFault, Invalid, KeyMismatch, SecretError
 from multiflexi.executors.base import ExecutionResult, LaunchSpec
 from multiflexi.jobs import environment, hooks, lifecycle
 from multiflexi.jobs.context import AppFactsCache, load_context
+from multiflexi.jobs.holds import job_hold
 from multiflexi.jobs.leases import Lease, LeaseKeeper
 from multiflexi.jobs.output import INSERT_ARTIFACT, OutputRecorder
 from multiflexi.jobs.workdir import WorkdirSweeper, remove_workdir
+from multiflexi.monitoring import counters
 from multiflexi.queue import Claim
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import Artifact, ConfField, Job, JobStatus, RunTemplate, table_of
@@ -104,7 +106,7 @@ class JobRunner:
         self.db = db
         self.settings = settings
         self.cancel = cancel or threading.Event()
-        self.vault = Vault.from_settings(settings)
+        self.vault = Vault.from_settings(settings, db)
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self.leases = LeaseKeeper(db, settings.lease_seconds)
         self.app_facts = AppFactsCache()
@@ -134,6 +136,10 @@ class JobRunner:
                     if process_started is not None:
                         process_started()  # no process will start
                     return self._fail_before_start(claim, failure)
+                except ExecutorFault as fault:
+                    if process_started is not None:
+                        process_started()
+                    raise self._give_back(claim, fault) from None
                 self._emit("started", claim.job_id)
                 job_cancel = _AnyEvent(self.cancel, lease.lost)
                 result = self.launch_job(prepared, job_cancel, lease, started=process_started)
@@ -193,6 +199,15 @@ class JobRunner:
             if self.sweeper is None or not self.sweeper.take(workdir, rt.id if rt else None):
                 _make_workdir(workdir)
             timeout = float(rt.timeout) if rt is not None and rt.timeout else None
+            from multiflexi.runtemplates.limits import job_limits
+
+            limits = job_limits(
+                self.settings.default_limits,
+                facts.limits,
+                rt,
+                mechanism=self.settings.limits_mechanism,
+                job_id=job.id,
+            )
             return changed, Prepared(
                 job_id=job.id,
                 app_id=app.id,
@@ -203,6 +218,7 @@ class JobRunner:
                     cwd=workdir,
                     timeout=timeout,
                     kill_grace=self.settings.kill_grace,
+                    limits=limits,
                 ),
                 executor=job.executor,
                 workdir=workdir,
@@ -218,10 +234,20 @@ class JobRunner:
         try:
             # Reading only: on SQLite no write lock is held while the environment is built.
             changed, prepared = self.db.query(prepare)
-        except PreflightFailure:
+        except (PreflightFailure, ExecutorFault):
             raise
-        except Invalid as exc:
+        except KeyMismatch as exc:  # this host's key, not the job's secrets
+            raise ExecutorFault(exc.message) from exc
+        except (Invalid, SecretError) as exc:
             raise PreflightFailure(lifecycle.EXIT_CONFIG, exc.message) from exc
+        except DatabaseError:
+            raise  # retried for the lease's time already: the lease decides
+        except Exception as exc:  # a fault of ours: the job ends now, with it, not lost later
+            log.error("action=prepare_failed job_id=%s", claim.job_id, exc_info=True)
+            raise PreflightFailure(
+                lifecycle.EXIT_SOFTWARE,
+                f"internal error preparing the job: {type(exc).__name__}: {exc}",
+            ) from exc
         if changed:  # usually nothing: the job was made from the same configuration
             self.db.transact(
                 lambda conn: conn.execute(
@@ -254,6 +280,7 @@ class JobRunner:
         executor = get_executor(prepared.executor)
 
         def on_start(pid: int) -> None:
+            log.info("action=job_start job_id=%s pid=%s", prepared.job_id, pid)
             if lease is not None:
                 lease.pid = pid  # the lease keeper records it if the job runs a while
             if started is not None:
@@ -290,6 +317,7 @@ class JobRunner:
         recorder.seal()
         together = not lost and not files_to_preserve(prepared.workdir, prepared.result_file)
         if not together:
+            recorder.after_loss = lost
             recorder.close()
             preserve_files(
                 self.db,
@@ -305,6 +333,8 @@ class JobRunner:
             signal=result.signal,
             ok_codes=lifecycle.success_codes(prepared.meanings),
         )
+        if result.limit_breach:  # a job stopped at a limit failed, whatever its exit code
+            status = JobStatus.FAILED
         if lost:
             log.warning("action=finish_skipped job_id=%s reason=lease_lost", claim.job_id)
             return JobStatus.LOST
@@ -388,6 +418,7 @@ class JobRunner:
                 cpu_user=result.cpu_user,
                 cpu_system=result.cpu_system,
                 max_rss_kb=result.max_rss_kb,
+                limits_mechanism=result.limits_mechanism,
             )
         then = successor.claim if successor is not None else None
         committed = False
@@ -405,11 +436,35 @@ class JobRunner:
         finally:
             if successor is not None:
                 successor.settle(committed)
+        if won:
+            counters.inc("multiflexi_jobs_finished", str(status))
+            if outcome.wall_seconds is not None:
+                counters.observe_duration(outcome.wall_seconds)
+            log.info(
+                "action=finish job_id=%s status=%s exit_code=%s signal=%s duration=%s reason=%s",
+                claim.job_id,
+                str(status),
+                outcome.exitcode,
+                outcome.signal,
+                None if outcome.wall_seconds is None else round(outcome.wall_seconds, 3),
+                reason,
+            )
         return won
 
-    def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
-        log.info("action=preflight_failed job_id=%s reason=%s", claim.job_id, failure.reason)
+    def _give_back(self, claim: Claim, fault: ExecutorFault) -> ExecutorFault:
+        """Put a job this host cannot run back in the queue for another executor, with
+        the reason on the job (its attempt is not used up); the fault to raise, saying
+        what became of the job."""
+        reason = f"requeued: {claim.worker} on {queue.HOSTNAME} cannot run jobs: {fault.message}"
+        log.error("action=executor_fault job_id=%s error=%s", claim.job_id, fault.message)
+        try:
+            queued = queue.give_back(self.db, claim.job_id, claim.worker, reason=reason)
+        except Exception as exc:  # the lease runs out and recovery requeues it
+            return ExecutorFault(f"{fault.message}; job {claim.job_id} not requeued: {exc}")
+        what = "queued again for another executor" if queued else "no longer ours"
+        return ExecutorFault(f"{fault.message} (job {claim.job_id} {what})")
 
+    def _fail_before_start(self, claim: Claim, failure: PreflightFailure) -> JobStatus:
         def outputs(session: Session) -> int | None:
             job = session.get(Job, claim.job_id)
             if job is None:
@@ -443,6 +498,23 @@ class JobRunner:
         if won:
             self._after_finish(claim.job_id, JobStatus.FAILED, claim.worker)
         return JobStatus.FAILED if won else JobStatus.LOST
+
+    def fail_claimed(self, claim: Claim, reason: str) -> JobStatus:
+        """End a job of ours that could not be run as ``failed`` with ``reason`` (and a
+        ``stderr.txt`` saying so), now rather than when its lease runs out; LOST if it is
+        not ours any more (or the write fails: recovery then calls it lost). A job that
+        reached its final status before the fault keeps it, and that is returned."""
+        try:
+            status = self._fail_before_start(claim, PreflightFailure(lifecycle.EXIT_CONFIG, reason))
+            if status == JobStatus.LOST:
+                with self.db.read() as session:
+                    job = session.get(Job, claim.job_id)
+                    if job is not None and job.worker == claim.worker:
+                        return JobStatus(job.status)
+            return status
+        except Exception as exc:
+            log.error("action=fail_claimed job_id=%s error=%s", claim.job_id, exc)
+            return JobStatus.LOST
 
     def _after_finish(
         self, job_id: int, status: JobStatus, worker: str, has_actions: bool | None = None
@@ -479,7 +551,9 @@ class _AnyEvent(threading.Event):
 
 
 def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
-    """Queue the next attempt of a failed or lost job, as its template's policy says."""
+    """Queue the next attempt of a failed or lost job, as its template's policy says (see
+    :func:`lifecycle.next_attempt`: a job the platform interrupted runs again unless the
+    template says ``on_interrupt=fail``)."""
     from multiflexi.jobs.service import create_job
 
     with db.read() as session:
@@ -487,13 +561,21 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         rt = session.get(RunTemplate, job.runtemplate_id) if job and job.runtemplate_id else None
         if job is None or rt is None or not rt.active:
             return None
-        delay = lifecycle.retry_delay(
+        if job_hold(session, job.id) is not None:  # company or application disabled
+            return None
+        interrupted = lifecycle.is_interruption(job.status, job.reason)
+        delay = lifecycle.next_attempt(
             attempt=job.attempt,
+            interrupted=interrupted,
+            before=_interruptions_before(session, job),
+            on_interrupt=rt.on_interrupt,
             max_attempts=rt.max_attempts,
             backoff=rt.retry_backoff,
             min_gap=rt.retry_min_gap,
         )
-        overrides = environment.open_overrides(job.overrides or {}, Vault.from_settings(settings))
+        overrides = environment.open_overrides(
+            job.overrides or {}, Vault.from_settings(settings, db)
+        )
     if delay is None:
         return None
     retry = create_job(
@@ -507,8 +589,39 @@ def schedule_retry(db: Database, settings: Settings, job_id: int) -> int | None:
         attempt=job.attempt + 1,
         retry_of=job.id,
     )
-    log.info("action=retry_scheduled job_id=%s retry_job_id=%s", job_id, retry.id)
+    counters.inc("multiflexi_job_retries", "true" if interrupted else "false")
+    log.info(
+        "action=retry job_id=%s retry_job_id=%s attempt=%s interrupted=%s not_before=%s",
+        job_id,
+        retry.id,
+        job.attempt + 1,
+        interrupted,
+        (utcnow() + delay).isoformat(),
+    )
     return retry.id
+
+
+#: How far back a chain of attempts is followed (the policy allows at most this many).
+_CHAIN_LIMIT = 100
+
+
+def _interruptions_before(session: Session, job: Job) -> lifecycle.Interruptions:
+    """The interrupted runs that precede ``job`` in its chain of attempts."""
+    total = in_a_row = steps = 0
+    row = True
+    previous = job.retry_of
+    while previous is not None and steps < _CHAIN_LIMIT:
+        earlier = session.get(Job, previous)
+        if earlier is None:
+            break
+        steps += 1
+        if lifecycle.is_interruption(earlier.status, earlier.reason):
+            total += 1
+            in_a_row += 1 if row else 0
+        else:
+            row = False
+        previous = earlier.retry_of
+    return lifecycle.Interruptions(total, in_a_row)
 
 
 def _check_required(fields: Sequence[ConfField], values: dict[str, str]) -> None:
@@ -567,9 +680,14 @@ def _make_workdir(workdir: Path) -> None:
             os.chmod(workdir, 0o700)
     except OSError as exc:
         why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise PreflightFailure(
-            lifecycle.EXIT_CANT_CREATE, f"output directory not creatable: {workdir}: {why}"
-        ) from None
+        message = f"output directory not creatable: {workdir}: {why}"
+        root = workdir.parent
+        if exc.errno == errno.ENOSPC or (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
+            # A full disk (it may be a job's doing, and pass) or a stray file in this
+            # job's own place: the job fails, the executor goes on.
+            raise PreflightFailure(lifecycle.EXIT_CANT_CREATE, message) from None
+        # The job root itself is unusable, the host's fault: another executor may manage.
+        raise ExecutorFault(message) from None
 
 
 def _disk_full(path: Path) -> bool:
@@ -585,8 +703,10 @@ def _reason(
 ) -> str:
     if store_error:
         return store_error
+    if result.limit_breach:
+        return result.limit_breach
     if result.cancelled:
-        return "terminated: the executor was stopped"
+        return lifecycle.STOPPED_REASON
     if result.timed_out:
         return result.error or "timeout"
     if result.error:
@@ -596,4 +716,5 @@ def _reason(
     if _disk_full(prepared.workdir):
         return "disk full"
     meaning = lifecycle.describe_exit(result.exit_code, result.signal, prepared.meanings)
-    return f"exit code {result.exit_code}: {meaning}"
+    note = f" ({result.limit_note})" if result.limit_note else ""
+    return f"exit code {result.exit_code}: {meaning}{note}"

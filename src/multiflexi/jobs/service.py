@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,13 @@ from multiflexi.env.layers import Env
 from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.jobs import environment
 from multiflexi.jobs.context import AppFactsCache, read_template_context
-from multiflexi.jobs.lifecycle import ExitMeaning, describe_exit, is_final
+from multiflexi.jobs.lifecycle import (
+    ExitMeaning,
+    describe_exit,
+    is_final,
+    is_interruption,
+    origin,
+)
 from multiflexi.queue import enqueue, notify, reserve_job_ids
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import (
@@ -36,6 +43,8 @@ from multiflexi.users import current_user
 if TYPE_CHECKING:
     from multiflexi.config import Settings
     from multiflexi.storage.database import Database
+
+log = logging.getLogger("multiflexi.jobs")
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -101,7 +110,7 @@ def create_job(
     check_overrides(overrides)
     from multiflexi.jobs import hooks
 
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings, db)
     job_hooks = hooks.load_hooks(settings)
     staged = not queue or hooks.watch(job_hooks, "created")
 
@@ -120,6 +129,10 @@ def create_job(
             raise Conflict(f"run template {rt.id} is not active; activate it to run jobs")
         if app is None or company is None:
             raise NotFound(f"run template {rt.id} refers to a deleted application or company")
+        if not company.enabled:
+            raise Conflict(
+                f"company {company.id} ({company.name}) is disabled; enable it to run its jobs"
+            )
         if not app.enabled:
             raise Conflict(f"application {app.id} ({app.name}) is disabled")
         from multiflexi.executors.registry import get_executor
@@ -190,6 +203,18 @@ def create_job(
         return Job(**row)
 
     job = db.run(initialise)
+    from multiflexi.monitoring import counters
+
+    counters.inc("multiflexi_jobs_created", origin(schedule_type))
+    log.info(
+        "action=create job_id=%s runtemplate_id=%s company_id=%s by=%s attempt=%s retry_of=%s",
+        job.id,
+        runtemplate_id,
+        job.company_id,
+        origin(schedule_type),
+        attempt,
+        retry_of,
+    )
     if job_hooks:
         hooks.emit(job_hooks, hooks.JobEvent("created", job.id, db, settings))
     if queue and staged:
@@ -259,6 +284,10 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "schedule_type": job.schedule_type,
         "attempt": job.attempt,
         "retry_of": job.retry_of,
+        "retried_by": session.scalar(
+            select(Job.id).where(Job.retry_of == job.id).order_by(Job.id).limit(1)
+        ),
+        "interrupted": is_final(job.status) and is_interruption(job.status, job.reason),
         "created": job.created,
         "scheduled_at": job.scheduled_at,
         "not_before": job.schedule,
@@ -273,6 +302,7 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
         "cpu_user": job.cpu_user,
         "cpu_system": job.cpu_system,
         "max_rss_kb": job.max_rss_kb,
+        "limits_mechanism": job.limits_mechanism,
         "artifacts_pruned": job.artifacts_pruned,
         "artifacts": [
             {
@@ -338,3 +368,27 @@ def delete_job(db: Database, settings: Settings, job_id: int, *, force: bool = F
 
 def count_jobs(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def job_outcomes(session: Session, job_ids: list[int]) -> list[dict[str, Any]]:
+    """Id, template, status, duration, exit code and reason of the given jobs, in their
+    order: what a foreground run (``queue:process``) reports as each job ends."""
+    if not job_ids:
+        return []
+    rows = session.execute(
+        select(Job.id, RunTemplate.name, Job.status, Job.wall_seconds, Job.exitcode, Job.reason)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(Job.id.in_(job_ids))
+    ).all()
+    found = {
+        r[0]: {
+            "job_id": r[0],
+            "runtemplate": r[1],
+            "status": r[2],
+            "duration": r[3],
+            "exitcode": r[4],
+            "reason": r[5],
+        }
+        for r in rows
+    }
+    return [found[i] for i in job_ids if i in found]

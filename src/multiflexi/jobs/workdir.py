@@ -16,7 +16,7 @@ A directory waiting for its batch may be taken instead by the next job of the sa
 template (:meth:`WorkdirSweeper.take`): renamed to that job's name, it saves the job a
 ``mkdir`` and the sweeper an ``rmdir`` -- the block that each of them allocates or
 frees, and the discard it costs (two executor daemons, trivial jobs on PostgreSQL: +7 %
-jobs/s, 5 % less of the machine's CPU per job; docs/daemons.md). Only a directory that
+jobs/s, 5 % less of the machine's CPU per job; benchmarks/experiments.md). Only a directory that
 is still empty, private and ours is taken, and only by the same template's job: a
 process that escaped its job unseen and still works in the directory would otherwise
 write into another company's job.

@@ -1,4 +1,5 @@
-"""Monitoring: Zabbix trapper reporting of jobs (``zabbix``) and Prometheus metrics
-read from the database on scrape (``metrics``)."""
+"""Monitoring: Zabbix trapper reporting of jobs (``zabbix``), this process's counters
+(``counters``) and the Prometheus endpoint (``metrics``: the cluster's state read from
+the database on scrape, and the process's counters)."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _failed(message: str, *, outage: bool = True) -> SendResult:
         first = outage and not _down
         _down = _down or outage
     if first:  # once per outage: a dead Zabbix must not flood the log
-        log.warning("action=zabbix_down error=%s (further failures counted, not logged)", message)
+        log.warning("action=zabbix_down error=%s further_failures=counted_not_logged", message)
     return SendResult(False, message)
 
 
@@ -252,7 +252,7 @@ class ZabbixHook:
         from multiflexi.secrets import Vault
 
         info, secrets, _ = load_job_info(
-            event.db, event.job_id, Vault.from_settings(event.settings)
+            event.db, event.job_id, Vault.from_settings(event.settings, event.db)
         )
         return info, secrets
 
@@ -284,3 +284,61 @@ def hook_factory(settings: Settings) -> ZabbixHook | None:
     """Built-in hook factory: a :class:`ZabbixHook` when ZABBIX_SERVER is set."""
     target = zabbix_target(settings)
     return ZabbixHook(target) if target is not None else None
+
+
+# -- run templates that cannot be scheduled -----------------------------------------------
+
+#: Trapper item of the installation's host: JSON ``{"count": n, "templates": [...]}``.
+SCHEDULE_ERRORS_KEY = "multiflexi.schedule.errors"
+
+
+def schedule_errors_value(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The value of :data:`SCHEDULE_ERRORS_KEY` for the broken templates ``rows``
+    (``multiflexi.scheduling.problems.broken_templates``)."""
+    templates = [
+        {
+            "runtemplate_id": r["runtemplate_id"],
+            "runtemplate": r["runtemplate"],
+            "company": r["company"],
+            "app": r["app"],
+            "error": r["error"],
+            "since": r["since"].isoformat() if r["since"] is not None else None,
+        }
+        for r in rows
+    ]
+    return json.dumps({"count": len(templates), "templates": templates}, ensure_ascii=False)
+
+
+class ScheduleErrorReport:
+    """Sends the templates that cannot be scheduled to Zabbix from the scheduler daemon:
+    when the list changes, and every :attr:`EVERY` seconds however it is (a value that
+    stops coming is itself a sign)."""
+
+    #: Seconds between two reads of the list.
+    LOOK_EVERY = 30.0
+    #: Seconds between two sends of an unchanged list.
+    EVERY = 600.0
+
+    def __init__(self, target: ZabbixTarget) -> None:
+        self.target = target
+        self._looked = self._sent = float("-inf")
+        self._last: str | None = None
+
+    def tick(self, read: Any, clock: float | None = None) -> bool:
+        """Read the list through ``read()`` when due and send it if needed; whether it
+        was sent. Never raises (a failing read is retried at the next look)."""
+        now = time.monotonic() if clock is None else clock
+        if now - self._looked < self.LOOK_EVERY:
+            return False
+        self._looked = now
+        try:
+            value = schedule_errors_value(read())
+        except Exception as exc:
+            log.debug("action=schedule_errors_read error=%s", exc)
+            return False
+        if value == self._last and now - self._sent < self.EVERY:
+            return False
+        result = send(self.target, [(self.target.host_for(), SCHEDULE_ERRORS_KEY, value)])
+        if result.ok:
+            self._last, self._sent = value, now
+        return result.ok

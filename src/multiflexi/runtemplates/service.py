@@ -45,9 +45,12 @@ DELETED_REASON = "run template deleted"
 _RECORD = (
     "id", "name", "app_id", "company_id", "active", "interv", "cron", "delay", "executor",
     "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "allow_late", "overlap",
-    "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days", "keep_last",
+    "on_interrupt", "mask_secrets", "keep_workdir", "keep_success_days", "keep_failed_days",
+    "keep_last", "memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files",
+    "output_limit",
     "deadline_offset", "note", "last_schedule",
     "next_schedule", "successfull_jobs_count", "failed_jobs_count", "created", "saved",
+    "last_schedule_error", "last_schedule_error_at",
 )  # fmt: skip
 
 
@@ -78,7 +81,13 @@ def list_runtemplates(
     company_id: int | None = None,
     app_id: int | None = None,
     app_uuid: str | None = None,
+    tz: str = "UTC",
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
+    """Run templates by id, each with its last run (the newest job that started: its id,
+    status and time) and its next run, as ``systemctl list-timers`` shows timers."""
+    from sqlalchemy import func
+
     query = (
         select(RunTemplate, App, Company)
         .join(App, App.id == RunTemplate.app_id)
@@ -88,26 +97,61 @@ def list_runtemplates(
     if company_id is not None:
         query = query.where(RunTemplate.company_id == company_id)
     if app_id is not None:
-        query = query.where(RunTemplate.app_id == app_id)
+        query = query.where(App.id == app_id)
     if app_uuid:
         query = query.where(App.uuid == app_uuid)
-    return [
-        {
-            "id": rt.id,
-            "name": rt.name,
-            "company_id": company.id,
-            "company_slug": company.slug,
-            "app_id": app.id,
-            "app_name": app.name,
-            "app_uuid": app.uuid,
-            "interv": rt.interv,
-            "cron": rt.cron,
-            "active": rt.active,
-            "executor": rt.executor,
-            "next_schedule": rt.next_schedule,
-        }
-        for rt, app, company in session.execute(query)
-    ]
+    rows = session.execute(query).all()
+    ids = [rt.id for rt, _app, _company in rows]
+    last_ids = select(func.max(Job.id)).where(Job.runtemplate_id.in_(ids), Job.begin.is_not(None))
+    last: dict[int, Job] = {
+        job.runtemplate_id: job
+        for job in session.scalars(
+            select(Job).where(Job.id.in_(last_ids.group_by(Job.runtemplate_id)))
+        )
+        if job.runtemplate_id is not None
+    }
+    moment = now or utcnow()
+    out = []
+    for rt, app, company in rows:
+        job = last.get(rt.id)
+        out.append(
+            {
+                "id": rt.id,
+                "name": rt.name,
+                "company_id": company.id,
+                "company_slug": company.slug,
+                "app_id": app.id,
+                "app_name": app.name,
+                "app_uuid": app.uuid,
+                "interv": rt.interv,
+                "cron": rt.cron,
+                "active": rt.active,
+                "executor": rt.executor,
+                "next_schedule": rt.next_schedule,
+                "next_run": _next_run(rt, moment, tz),
+                "last_job_id": job.id if job else None,
+                "last_status": job.status if job else None,
+                "last_run": (job.begin if job else None),
+                # Why the scheduler could not queue its due job (scheduling.problems)
+                "schedule_error": rt.last_schedule_error,
+            }
+        )
+    return out
+
+
+def _next_run(rt: RunTemplate, now: datetime, tz: str) -> datetime | None:
+    """The scheduler's next time for the template, or the one its rule gives from now
+    (before a scheduler has seen it); None when it is inactive or not scheduled."""
+    if not rt.active or rt.interv == "n":
+        return None
+    if rt.next_schedule is not None and rt.next_schedule > now:
+        return rt.next_schedule
+    from multiflexi.scheduling.calendar import next_fire
+
+    try:
+        return next_fire(rt.interv, rt.cron, now, tz, rt.delay or 0)
+    except Invalid:
+        return None
 
 
 # -- declarations and stored values ----------------------------------------------------
@@ -390,10 +434,17 @@ def _local(value: Any, tz: str) -> Any:
 
 
 def show_runtemplate(
-    session: Session, rt: RunTemplate, tz: str, now: datetime | None = None, runs: int = 5
+    session: Session,
+    rt: RunTemplate,
+    tz: str,
+    now: datetime | None = None,
+    runs: int = 5,
+    *,
+    default_limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record with names, configuration, missing required keys and next runs (shown
-    in time zone ``tz``)."""
+    """The record with names, configuration, missing required keys, next runs (shown
+    in time zone ``tz``) and the effective resource limits (over ``default_limits``)."""
+    from multiflexi.runtemplates.limits import describe_limits
     from multiflexi.scheduling.calendar import describe, upcoming
 
     app = session.get_one(App, rt.app_id)
@@ -419,6 +470,7 @@ def show_runtemplate(
     data["environment"] = describe_other_env(env, config)
     data["missing_required"] = [c["name"] for c in config if c["missing"]]
     data["next_runs"] = [_local(d, tz) for d in next_runs]
+    data["limits"] = describe_limits(default_limits or {}, app, rt)
     return data
 
 

@@ -56,10 +56,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SETTINGS = frozenset(
     ("name", "interv", "cron", "delay", "executor", "active", "timeout", "max_attempts",
      "retry_backoff", "retry_min_gap", "overlap", "mask_secrets", "keep_workdir", "note",
-     "keep_success_days", "keep_failed_days", "keep_last")
+     "keep_success_days", "keep_failed_days", "keep_last", "on_interrupt", "memory_limit",
+     "cpu_time_limit", "cpus", "max_processes", "max_open_files", "output_limit")
 )  # fmt: skip
 RETRY_BACKOFFS = ("none", "fixed", "linear", "exponential")
 OVERLAPS = ("forbid", "allow", "skip")
+#: What becomes of a job the platform interrupted (see jobs.lifecycle.interruption_retry).
+ON_INTERRUPT = ("requeue", "fail")
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         out["cron"] = validate_cron(out["cron"])
     if out.get("timeout") == 0:
         out["timeout"] = None  # 0 means "no limit"
+    _check_limits(out)
     bounds = (
         ("delay", 0), ("timeout", 1), ("max_attempts", 1), ("retry_min_gap", 0),
         ("keep_success_days", 0), ("keep_failed_days", 0), ("keep_last", 0),
@@ -312,10 +316,32 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         from multiflexi.executors.registry import get_executor
 
         out["executor"] = get_executor(executor).name
-    for key, allowed in (("retry_backoff", RETRY_BACKOFFS), ("overlap", OVERLAPS)):
+    for key, allowed in (
+        ("retry_backoff", RETRY_BACKOFFS),
+        ("overlap", OVERLAPS),
+        ("on_interrupt", ON_INTERRUPT),
+    ):
         if key in out:
             value = str(out[key]).strip().lower()
             if value not in allowed:
                 raise Invalid(f"{key} must be one of {', '.join(allowed)}, got {out[key]!r}")
             out[key] = value
     return out
+
+
+def _check_limits(out: dict[str, Any]) -> None:
+    """Resource limits in place: ``default`` -> None (the application's or the global
+    default applies), ``0`` -> no limit, else bytes / seconds / cores / counts."""
+    from multiflexi.executors.limits import NAMES, LimitError, parse_limit
+
+    for key in NAMES:
+        if key not in out:
+            continue
+        raw = out[key]
+        if isinstance(raw, str) and raw.strip().lower() == "default":
+            out[key] = None
+            continue
+        try:
+            out[key] = parse_limit(key, raw)
+        except LimitError as exc:
+            raise Invalid(str(exc)) from None

@@ -25,7 +25,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, 
 from sqlalchemy.orm import Session, selectinload
 
 from multiflexi import queue
-from multiflexi.errors import MultiFlexiError
+from multiflexi.errors import KeyMismatch, MultiFlexiError
 from multiflexi.scheduling.jobenv import Identity, JobEnvShape, workdir_prefix
 from multiflexi.scheduling.rows import IN_CHUNK, JSONText, among, insert_rows
 from multiflexi.storage.models import (
@@ -97,6 +97,8 @@ def bulk_create_jobs(
     settings: Settings,
     requests: Sequence[JobRequest],
     on_skip: Callable[[int, str], None] | None = None,
+    *,
+    vault: Vault | None = None,
 ) -> list[CreatedJob]:
     """Create and queue jobs in the caller's transaction: the same rows as
     ``jobs.service.create_job`` (status ``scheduled``, environment with provenance, argv,
@@ -112,7 +114,7 @@ def bulk_create_jobs(
     from multiflexi.secrets import Vault
     from multiflexi.users import current_user
 
-    planner = _Planner(session, requests, Vault.from_settings(settings))
+    planner = _Planner(session, requests, vault or Vault.for_session(settings, session))
     plan = planner.plan(on_skip or _log_skip)
     if not plan:
         return []
@@ -204,6 +206,8 @@ class _Planner:
         try:
             if app is None or company is None or not app.enabled:
                 raise MultiFlexiError("application disabled or deleted")
+            if not company.enabled:
+                raise MultiFlexiError("company disabled")
             if not _known_executor(executor):
                 raise MultiFlexiError(f"unknown executor {executor!r}")
             defaults, secrets = self._app_layer(app)
@@ -218,6 +222,8 @@ class _Planner:
                 else [],
                 config_layer(self.session, rt, self.vault) if rt.id in self.with_config else [],
             ]
+        except KeyMismatch:
+            raise  # this process's key, not the template: nothing can be created
         except MultiFlexiError as exc:
             return exc
         return JobEnvShape(

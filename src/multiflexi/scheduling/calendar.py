@@ -121,6 +121,17 @@ def _expand(text: str, index: int, expr: str) -> set[int]:
     return values
 
 
+#: The nicknames croniter accepts, as the five fields they stand for (stored that way).
+CRON_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
 #: The width of ``runtemplate.cron``.
 CRON_MAX_LENGTH = 64
 
@@ -130,11 +141,14 @@ def validate_cron(expr: str) -> str:
 
     Accepted per field: numbers, ranges ``a-b``, lists, steps ``*/n`` and ``a-b/n``, month
     and weekday names; ``L`` (last day) in day-of-month; ``5#2`` (second Friday) in
-    day-of-week. Refused: 6 or 7 fields (seconds, years), ``@daily``-style nicknames, and
+    day-of-week; the nicknames of :data:`CRON_MACROS` (``@daily`` is ``0 0 * * *``).
+    Refused: 6 or 7 fields (seconds, years), ``@reboot`` and other nicknames, and
     expressions that can never fire such as ``0 0 31 2 *``, and a day of month together
     with an nth weekday (``0 0 1 * 5#2``), which croniter cannot schedule.
     """
     fields = str(expr).strip().lower().split()
+    if len(fields) == 1 and fields[0] in CRON_MACROS:
+        fields = CRON_MACROS[fields[0]].split()
     if len(fields) != 5:
         raise Invalid(
             f"cron expression {expr!r} has {len(fields)} field{'s' if len(fields) != 1 else ''}; expected 5 "

@@ -1,15 +1,19 @@
 """The scheduler's step: due ticks of run-template schedules become queued jobs.
 
-For every active run template with an interval (``y m w d h i c``), :meth:`Scheduler.step`
-finds the latest tick at or before ``now`` (:mod:`.calendar`, in the configured time
-zone, ``delay`` added). The tick fires when it is later than the template's reference
-time: the last tick fired (``last_schedule``), or the moment the template was created or
-last changed, whichever is latest -- a template set to "daily" at 15:00 waits for the next
-midnight instead of running at once for the midnight that passed before it existed.
+For every active run template of an enabled company and application with an interval
+(``y m w d h i c``), :meth:`Scheduler.step` finds the latest tick at or before ``now``
+(:mod:`.calendar`, in the configured time zone, ``delay`` added). The tick fires when it
+is later than the template's reference time: the last tick fired (``last_schedule``), or
+the moment the template was created or last changed, whichever is latest -- a template
+set to "daily" at 15:00 waits for the next midnight instead of running at once for the
+midnight that passed before it existed.
 
 * Only the latest tick fires: ticks missed while the scheduler was down run once, not once
   each.
 * A template whose previous scheduled job still waits in the queue gets no new job.
+* A template that cannot become a job gets the reason in ``last_schedule_error``
+  (:mod:`.problems`), written when it is new; the transaction that queues its next job
+  clears it.
 * Each fired tick inserts ``ScheduledTick(runtemplate_id, tick)`` in the transaction that
   creates the job. The template rows of a batch are locked first (``FOR UPDATE`` on
   PostgreSQL and MariaDB, the ``BEGIN IMMEDIATE`` write lock on SQLite), and the unique
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,8 +44,10 @@ from multiflexi import queue
 from multiflexi.errors import Invalid
 from multiflexi.scheduling.bulk import CreatedJob, JobRequest, bulk_create_jobs
 from multiflexi.scheduling.calendar import INTERVAL_NAMES, next_fire
+from multiflexi.scheduling.problems import one_line, record_errors
 from multiflexi.scheduling.rows import IN_CHUNK, among
-from multiflexi.storage.models import App, Job, RunTemplate, ScheduledTick
+from multiflexi.secrets import Vault
+from multiflexi.storage.models import App, Company, Job, RunTemplate, ScheduledTick
 from multiflexi.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -60,6 +66,7 @@ _TICKS = cast(Table, ScheduledTick.__table__)
 _TEMPLATES = cast(Table, RunTemplate.__table__)
 _JOBS = cast(Table, Job.__table__)
 _APPS = cast(Table, App.__table__)
+_COMPANIES = cast(Table, Company.__table__)
 
 
 def _template_columns(*keys: str) -> list[Any]:
@@ -70,12 +77,14 @@ def _template_columns(*keys: str) -> list[Any]:
 
 #: What a step reads of every scheduled template.
 _SCAN = _template_columns(
-    "id", "interv", "cron", "delay", "last_schedule", "next_schedule", "created", "saved"
-)
+    "id", "interv", "cron", "delay", "last_schedule", "next_schedule", "created", "saved",
+    "last_schedule_error",
+)  # fmt: skip
 #: What a batch locks and reads again.
 _LOCK = _template_columns(
-    "id", "name", "app_id", "company_id", "executor", "active", "last_schedule", "created", "saved"
-)
+    "id", "name", "app_id", "company_id", "executor", "active", "last_schedule", "created", "saved",
+    "last_schedule_error",
+)  # fmt: skip
 #: Templates per transaction: big enough to be fast, small enough to keep locks short.
 BATCH = 1000
 #: Batches written at once on a database server (see ``Scheduler._fire_all``). Measured
@@ -164,9 +173,9 @@ def _set_schedules(
     for rt_id, last, following in rows:
         groups[(last, following)].append(rt_id)
     for (last, following), ids in groups.items():
-        values: dict[str, datetime | None] = {"next_schedule": following}
-        if last is not None:
-            values["last_schedule"] = last
+        values: dict[str, datetime | str | None] = {"next_schedule": following}
+        if last is not None:  # a job was queued: whatever kept it from being queued is over
+            values.update(last_schedule=last, last_schedule_error=None, last_schedule_error_at=None)
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start : start + IN_CHUNK]
             where = among(session, _TEMPLATES.c.id, chunk)
@@ -255,7 +264,10 @@ class Scheduler:
         self.settings = settings
         self.hooks = hooks.load_hooks(settings) if job_hooks is None else job_hooks
         self._ticks: dict[tuple[str, str | None, int, str], Ticks] = {}
+        #: Template -> the reason last logged: logged once, not at every step.
         self._warned: dict[int, str] = {}
+        self._invalid: dict[int, str] = {}  # found by a scan, recorded after it
+        self.vault = Vault.from_settings(settings, db)
         _import_step_modules()
 
     def ticks(self, interv: str, cron: str | None, delay: int, now: datetime) -> Ticks:
@@ -279,6 +291,9 @@ class Scheduler:
         due, stale = self._scan(moment, result)
         if stale:  # keep next_schedule right for `run-template:show` after edits
             self.db.run(lambda s: _set_schedules(s, stale))
+        if self._invalid:
+            invalid, self._invalid = self._invalid, {}
+            self.db.run(lambda s: record_errors(s, invalid, moment))
         batches = [due[start : start + BATCH] for start in range(0, len(due), BATCH)]
         for jobs, blocked in self._fire_all(batches, moment):
             self._announce(jobs)
@@ -298,10 +313,12 @@ class Scheduler:
             rows = session.execute(
                 select(*_SCAN)
                 .join(_APPS, _APPS.c.id == _TEMPLATES.c.app_id)
+                .join(_COMPANIES, _COMPANIES.c.id == _TEMPLATES.c.company_id)
                 .where(
                     _TEMPLATES.c.active.is_(True),
                     _TEMPLATES.c.interv.in_(list(SCHEDULE_TYPES)),
                     _APPS.c.enabled.is_(True),
+                    _COMPANIES.c.enabled.is_(True),
                 )
                 .order_by(_TEMPLATES.c.id)
             ).all()
@@ -311,7 +328,7 @@ class Scheduler:
             try:
                 ticks = self.ticks(row.interv, row.cron, row.delay or 0, moment)
             except Invalid as exc:
-                self._warn_invalid(row.id, row.cron, exc)
+                self._warn_invalid(row, exc)
                 result.invalid.append(row.id)
                 continue
             if ticks.following is not None and (
@@ -343,25 +360,41 @@ class Scheduler:
     def _announce(self, jobs: Sequence[CreatedJob]) -> None:
         """Log and emit ``created`` for committed jobs, in this thread, as create_job does."""
         from multiflexi.jobs import hooks
+        from multiflexi.monitoring import counters
 
+        if jobs:
+            counters.inc("multiflexi_jobs_created", "scheduler", amount=len(jobs))
         for job in jobs:
-            log.debug("action=schedule runtemplate_id=%s job_id=%s", job.runtemplate_id, job.id)
+            log.info(
+                "action=create job_id=%s runtemplate_id=%s by=scheduler not_before=%s",
+                job.id,
+                job.runtemplate_id,
+                job.schedule.isoformat(),
+            )
             if self.hooks:
                 hooks.emit(self.hooks, hooks.JobEvent("created", job.id, self.db, self.settings))
 
-    def _warn_invalid(self, rt_id: int, cron: str | None, exc: Invalid) -> None:
-        self._skip(rt_id, exc.message)
+    def _warn_invalid(self, row: Any, exc: Invalid) -> None:
+        if row.last_schedule_error != one_line(exc.message):
+            self._invalid[row.id] = exc.message
+        self._noted({row.id: exc.message})
 
-    def _skip(self, rt_id: int, why: str) -> None:
-        """Log a template that cannot be scheduled, once per reason (not every step)."""
-        if self._warned.get(rt_id) != why:
-            self._warned[rt_id] = why
-            log.warning("action=skip_template runtemplate_id=%s error=%s", rt_id, why)
+    def _noted(self, reasons: Mapping[int, str]) -> None:
+        """Log each template's reason once (not at every step); the record is the
+        template's ``last_schedule_error``."""
+        for rt_id, why in reasons.items():
+            line = one_line(why)
+            if self._warned.get(rt_id) != line:
+                self._warned[rt_id] = line
+                log.warning("action=skip_template runtemplate_id=%s error=%s", rt_id, line)
 
     def _fire(self, batch: Sequence[_Due], now: datetime) -> tuple[list[CreatedJob], list[int]]:
         """Create the jobs of one batch of due templates in one transaction."""
 
+        skipped: dict[int, str] = {}
+
         def fire(session: Session) -> tuple[list[CreatedJob], list[int]]:
+            skipped.clear()  # each attempt anew
             ids = [d.rt_id for d in batch]
             rts = _lock_templates(session, ids)
             waiting = _with_waiting_job(session, ids)
@@ -380,7 +413,21 @@ class Scheduler:
                     continue  # another scheduler was first
                 requests.append(JobRequest(rt, d.tick, d.schedule_type))
                 following[rt.id] = d.following
-            jobs = bulk_create_jobs(session, self.settings, requests, self._skip)
+            jobs = bulk_create_jobs(
+                session,
+                self.settings,
+                requests,
+                lambda rt_id, why: skipped.update({rt_id: why}),
+                vault=self.vault,
+            )
+            # Written when the reason is new (the template's row is locked and read):
+            # a template that stays broken costs no write per step.
+            changed = {
+                rt_id: why
+                for rt_id, why in skipped.items()
+                if rts[rt_id].last_schedule_error != one_line(why)
+            }
+            record_errors(session, changed, now)
             if jobs:
                 _record_ticks(session, [j.id for j in jobs])
                 _set_schedules(
@@ -390,9 +437,13 @@ class Scheduler:
             return jobs, blocked
 
         try:
-            return self.db.run(fire)
+            done = self.db.run(fire)
         except IntegrityError:
             # A tick inserted meanwhile by a scheduler that does not lock (or a clock
             # that went back): the retry sees it and creates nothing for it.
             log.info("action=tick_conflict templates=%d", len(batch))
-            return self.db.run(fire)
+            done = self.db.run(fire)
+        self._noted(skipped)
+        for job in done[0]:
+            self._warned.pop(job.runtemplate_id, None)
+        return done

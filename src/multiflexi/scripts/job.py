@@ -25,7 +25,9 @@ def _load(
         app = session.get(App, job.app_id)
         company = session.get(Company, job.company_id)
         assert app is not None and company is not None
-        env = environment.load_env(job.env or [], Vault.from_settings(settings) if reveal else None)
+        env = environment.load_env(
+            job.env or [], Vault.from_settings(settings, db) if reveal else None
+        )
     return job, app, company, env
 
 

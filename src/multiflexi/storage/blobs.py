@@ -207,11 +207,10 @@ def iter_content(db: Database, artifact_id: int, *, start_seq: int = 0) -> Itera
 
 
 def iter_chunks(
-    db: Database, artifact_id: int, *, start_seq: int = 0
+    db: Database, artifact_id: int, *, start_seq: int = 0, batch: int = 8
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield (seq, data) of the chunk rows from ``start_seq`` on, a few per query."""
+    """Yield (seq, data) of the chunk rows from ``start_seq`` on, ``batch`` per query."""
     seq = start_seq
-    batch = 8
     while True:
         with db.read() as session:
             rows = session.execute(

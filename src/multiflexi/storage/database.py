@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,11 +24,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from multiflexi.errors import DatabaseError, SchemaBehind
+from multiflexi.errors import DatabaseError, SchemaAhead, SchemaBehind
 from multiflexi.storage.writelock import WriterLock
 
 if TYPE_CHECKING:
     from multiflexi.config import Settings
+    from multiflexi.storage.keys import KeyIdentity
 
 T = TypeVar("T")
 
@@ -136,7 +139,15 @@ class Database:
         url = settings.database_url()
         kwargs: dict[str, Any] = {"future": True}
         if self.dialect == "sqlite":
-            _secure_sqlite_file(settings.sqlite_path)
+            try:
+                _secure_sqlite_file(settings.sqlite_path)
+            except OSError as exc:
+                hint = ""
+                if not settings.db_database and not settings.get("MULTIFLEXI_DATA_DIR"):
+                    hint = " (set MULTIFLEXI_DATA_DIR or DB_DATABASE)"
+                raise DatabaseError(
+                    f"cannot open the database {settings.sqlite_path}: {exc.strerror or exc}{hint}"
+                ) from None
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             # A pooled connection is checked before use: after a server restart the first
@@ -164,7 +175,8 @@ class Database:
             _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE")
             path = settings.sqlite_path
             self._writes = WriterLock(path.with_name(path.name + "-writer"))
-        self._patience = threading.local()
+        #: Per thread: the patience of its retries, the write transaction it is inside.
+        self._thread = threading.local()
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         # PostgreSQL reads in autocommit, from a pool of their own: under READ COMMITTED
         # every statement sees what was committed before it either way, BEGIN/ROLLBACK
@@ -186,7 +198,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction, committed at the end of the block, rolled back on error."""
-        with self._one_writer(), self._wrap_errors(), self._writer() as session, session.begin():
+        with (
+            self._one_writer(),
+            self._wrap_errors(),
+            self._writer() as session,
+            session.begin(),
+            self._inside(session),
+        ):
             yield session
 
     @contextmanager
@@ -199,8 +217,35 @@ class Database:
     def connection(self) -> Iterator[Connection]:
         """A Core write transaction: for the executor's hot path, where the ORM's
         statement building and object loading would cost more than the SQL itself."""
-        with self._one_writer(), self._wrap_errors(), self._write_engine.begin() as conn:
+        with (
+            self._one_writer(),
+            self._wrap_errors(),
+            self._write_engine.begin() as conn,
+            self._inside(conn),
+        ):
             yield conn
+
+    @contextmanager
+    def _inside(self, handle: Session | Connection) -> Iterator[None]:
+        local = self._thread
+        outer = getattr(local, "write", None)
+        local.write = handle
+        try:
+            yield
+        finally:
+            local.write = outer
+
+    def current_write(self) -> Session | Connection | None:
+        """The write transaction this thread is inside, if any: a write that must not
+        wait for it (on SQLite, for the lock it holds) goes into it instead."""
+        return getattr(self._thread, "write", None)
+
+    @cached_property
+    def keys(self) -> KeyIdentity:
+        """The identity of the master key this database records."""
+        from multiflexi.storage.keys import KeyIdentity
+
+        return KeyIdentity(self)
 
     @contextmanager
     def _one_writer(self) -> Iterator[None]:
@@ -245,12 +290,12 @@ class Database:
         its files, its final status -- then wait out a database restart instead of being
         dropped. The executor gives a job its lease time: no one can call the job lost
         before that."""
-        previous = getattr(self._patience, "seconds", 0.0)
-        self._patience.seconds = seconds
+        previous = getattr(self._thread, "seconds", 0.0)
+        self._thread.seconds = seconds
         try:
             yield
         finally:
-            self._patience.seconds = previous
+            self._thread.seconds = previous
 
     def _retrying(
         self,
@@ -273,7 +318,7 @@ class Database:
         )
 
         stop: Any = stop_after_attempt(attempts - 1)
-        patience = getattr(self._patience, "seconds", 0.0)
+        patience = getattr(self._thread, "seconds", 0.0)
         if patience > 0:  # both: the attempts made and the time waited
             stop = stop & stop_after_delay(patience)
         retrying = Retrying(
@@ -315,13 +360,21 @@ class Database:
             raise DatabaseError(describe_connect_error(self.settings, exc)) from None
 
     def ensure_schema(self) -> None:
-        """SQLite migrates itself; a server database that is behind is an error."""
-        from multiflexi.storage.migrations import HEAD
+        """SQLite migrates itself (after a copy of a database that has data); a server
+        database that is behind is an error, and so is a database of any backend that
+        is newer than this version."""
+        from multiflexi.storage.migrations import HEAD, is_newer
 
         current = self.current_revision()
         if current == HEAD:
             return
+        if current is not None and is_newer(current):
+            raise SchemaAhead(
+                f"the database is newer than this version ({current} > {HEAD}): upgrade this host"
+            )
         if self.dialect == "sqlite":
+            if current is not None:
+                self.backup_before(HEAD)
             self.migrate()
             return
         if current is None:
@@ -336,11 +389,65 @@ class Database:
 
     def migrate(self) -> tuple[str | None, str]:
         """Upgrade to the newest schema; returns (before, after)."""
-        from multiflexi.storage.migrations import upgrade
+        from multiflexi.storage.migrations import HEAD, is_newer, upgrade
 
         before = self.current_revision()
+        if before is not None and is_newer(before):
+            raise SchemaAhead(
+                f"the database is newer than this version ({before} > {HEAD}): upgrade this host"
+            )
         upgrade(self.engine)
         return before, self.current_revision() or ""
+
+    def downgrade(self, revision: str) -> tuple[str | None, str]:
+        """Undo migrations down to ``revision``; returns (before, after)."""
+        from multiflexi.storage.migrations import downgrade
+
+        before = self.current_revision()
+        downgrade(self.engine, revision)
+        return before, self.current_revision() or ""
+
+    def backup_before(self, revision: str) -> Path | None:
+        """On SQLite, copy a database that holds data to ``<file>.pre-<revision>`` (mode
+        0600, through SQLite's online backup, so a running daemon's writes are whole)
+        and say so on stderr; the path, or None when there was nothing to keep."""
+        if self.dialect != "sqlite" or not self._has_data():
+            return None
+        source = self.settings.sqlite_path
+        target = source.with_name(f"{source.name}.pre-{revision}")
+        partial = target.with_name(target.name + ".partial")
+        try:
+            partial.unlink(missing_ok=True)
+            os.close(os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            src, dst = sqlite3.connect(source), sqlite3.connect(partial)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            os.replace(partial, target)
+        except (OSError, sqlite3.Error) as exc:
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise DatabaseError(
+                f"cannot write a copy of {source} to {target} before migrating: {why}; "
+                "nothing was changed"
+            ) from None
+        sys.stderr.write(
+            f"multiflexi: {source} is at schema {self.current_revision()}; "
+            f"a copy of it was written to {target} before migrating to {revision}\n"
+        )
+        return target
+
+    def _has_data(self) -> bool:
+        with self.engine.connect() as conn:
+            for table in ("company", "apps", "job"):
+                if not self.engine.dialect.has_table(conn, table):
+                    continue
+                if conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first():
+                    return True
+        return False
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from multiflexi.errors import MultiFlexiError
+
 if TYPE_CHECKING:
     from multiflexi.config import Settings
 
@@ -67,7 +69,7 @@ def connect(settings: Settings) -> Iterator[tuple[Any, str, str]]:
     try:
         _check_schema(conn)
         yield conn, quote, mark
-    except Unavailable:
+    except (Unavailable, MultiFlexiError):  # the caller's own answer (NotFound) passes
         raise
     except Exception as exc:
         raise Unavailable(str(exc)) from None

@@ -5,7 +5,7 @@ claim of the next job, read of it -- waited for the server eight times when each
 statement was sent on its own, and each wait wakes the executor and a server process.
 In a pipeline the statements before the first read travel together with BEGIN, and
 COMMIT goes with the last: four waits (trivial jobs, two executors: +10 % jobs/s, a
-sixth less executor CPU per job; docs/daemons.md).
+sixth less executor CPU per job; benchmarks/experiments.md).
 
 SQLAlchemy reads every statement's answer as soon as it has sent it, so it cannot
 pipeline. The statements stay SQLAlchemy's: each is compiled once for the dialect and
@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy.types import TypeEngine
 
 from multiflexi.storage.driver import sqlalchemy_errors
 
@@ -46,7 +47,26 @@ class _Compiled:
     fixed: Mapping[str, Any]
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]
     names: tuple[str, ...]
-    results: tuple[Callable[[Any], Any] | None, ...]
+    #: The selected columns' types, each for the dialect.
+    types: tuple[TypeEngine[Any], ...]
+    dialect: Dialect
+    #: Result conversions by the type codes the driver reports for the columns.
+    by_codes: dict[tuple[Any, ...], tuple[Callable[[Any], Any] | None, ...]] = field(
+        default_factory=dict, compare=False
+    )
+
+    def results(self, description: Sequence[Any]) -> tuple[Callable[[Any], Any] | None, ...]:
+        """A type may convert by the column the server sends (psycopg's floats and
+        numerics need its type code, as in SQLAlchemy's own results); the codes of a
+        statement's columns do not change, so they are looked up once."""
+        codes = tuple(column.type_code for column in description)
+        found = self.by_codes.get(codes)
+        if found is None:
+            found = self.by_codes[codes] = tuple(
+                t.result_processor(self.dialect, code)
+                for t, code in zip(self.types, codes, strict=True)
+            )
+        return found
 
 
 #: ``psycopg.pq.TransactionStatus.IDLE``, without importing psycopg at start-up.
@@ -74,14 +94,19 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...] | No
         if process is not None:
             binds[name] = process
     names: list[str] = []
-    results: list[Callable[[Any], Any] | None] = []
+    types: list[TypeEngine[Any]] = []
     selected = getattr(statement, "selected_columns", None)
     if selected is not None:  # the keys SQLAlchemy's rows have
         for name, column in zip(selected.keys(), selected, strict=True):
             names.append(name)
-            results.append(column.type.dialect_impl(dialect).result_processor(dialect, None))
+            types.append(column.type.dialect_impl(dialect))
     found = _COMPILED[cache_key] = _Compiled(
-        str(compiled), dict(compiled.params), tuple(binds.items()), tuple(names), tuple(results)
+        str(compiled),
+        dict(compiled.params),
+        tuple(binds.items()),
+        tuple(names),
+        tuple(types),
+        dialect,
     )
     return found
 
@@ -125,10 +150,11 @@ class Pending:
 
     def _row(self, values: Sequence[Any]) -> PipelineRow:
         c = self._compiled
+        results = c.results(self._cursor.description)
         return PipelineRow(
             {
                 name: value if process is None else process(value)
-                for name, process, value in zip(c.names, c.results, values, strict=True)
+                for name, process, value in zip(c.names, results, values, strict=True)
             }
         )
 

@@ -52,7 +52,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "artifact:get": (
         "artifacts",
         (),
-        "Download an artifact byte-exact with --output; without it, show...",
+        "Write an artifact's bytes to --output, or to stdout when it is not...",
     ),
     "artifact:list": ("artifacts", ("artifact:ls",), "List the artifacts of a job."),
     "artifact:save": (
@@ -61,6 +61,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "Save an artifact to a file, byte-exact (upstream spelling of...",
     ),
     "artifact:show": ("artifacts", (), "Show an artifact's metadata."),
+    "auditlog:list": (
+        "users",
+        ("audit:list",),
+        "List audit log entries, newest first: who changed what, when,...",
+    ),
     "company-app:assign": (
         "company_apps",
         (),
@@ -155,8 +160,19 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Rename a credential or change its values (a blank secret keeps the...",
     ),
+    "db:backup": (
+        "backup",
+        (),
+        "Copy the SQLite database while daemons run (a new file, mode 0600).",
+    ),
+    "db:downgrade": ("db", (), "Undo the newest migrations down to REV, before installing the..."),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
+    "executor:list": (
+        "executors",
+        ("executors:list",),
+        "List the executors, whether each is usable here (and why not), and...",
+    ),
     "global:env:list": (
         "global_env",
         (),
@@ -176,7 +192,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("job2env", "job:env"),
         "Print the job's environment as a file: for bash by default, or for...",
     ),
-    "job:list": ("jobs", ("job:ls",), "List jobs, newest first."),
+    "job:list": (
+        "jobs",
+        ("job:ls",),
+        "List jobs, newest first: status, template, company, when (and how...",
+    ),
     "job:logs": (
         "jobs",
         ("job:output",),
@@ -259,7 +279,11 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("runtemplate:show",),
         "Show a run template: settings, every configuration key of its...",
     ),
-    "run-template:list": ("runtemplates", ("runtemplate:list",), "List run templates."),
+    "run-template:list": (
+        "runtemplates",
+        ("runtemplate:list",),
+        "List run templates with their next and last run (like systemctl...",
+    ),
     "run-template:list-credentials": (
         "credentials",
         (),
@@ -285,5 +309,37 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         "housekeeping",
         ("storage:du",),
         "Bytes of artifacts and output per company, application, template...",
+    ),
+    "token:generate": (
+        "users",
+        ("token:create",),
+        "Make an API token for a user; it is shown once and stored only as a...",
+    ),
+    "token:list": (
+        "users",
+        (),
+        "List tokens (prefix, owner, expiry, last use, state); never the...",
+    ),
+    "token:revoke": ("users", ("token:delete",), "Revoke a token: it stops working at once."),
+    "user-company:assign": (
+        "users",
+        (),
+        "Give a user a role in a company (viewer: read only; operator: run...",
+    ),
+    "user-company:list": ("users", (), "List company assignments, of one user or one company."),
+    "user-company:unassign": ("users", (), "Remove a user's role in a company."),
+    "user-role:set": ("users", (), "Set the global roles of a user (admin: everything)."),
+    "user:create": ("users", (), "Create a user; the password is asked for, or read with..."),
+    "user:delete": (
+        "users",
+        ("user:remove",),
+        "Delete a user with its tokens, roles and company assignments.",
+    ),
+    "user:get": ("users", (), "Show a user with its roles and company assignments."),
+    "user:list": ("users", (), "List users (never their password hashes)."),
+    "user:update": (
+        "users",
+        (),
+        "Change fields of a user (select it with --id, --login or --email).",
     ),
 }

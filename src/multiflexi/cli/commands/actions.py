@@ -92,8 +92,10 @@ def action_template_list(rt_id: str) -> None:
 
     ctx = cli_context()
     template = parse_int(rt_id, "--id")
+    from multiflexi.secrets import Vault
+
     with ctx.db.read() as session:
-        rows = template_actions(session, template)
+        rows = template_actions(session, template, Vault.from_settings(ctx.settings, ctx.db))
     if ctx.fmt != "json" and not rows:
         emit(rows, ctx.fmt, text=f"Run template {template} has no actions.")
         return

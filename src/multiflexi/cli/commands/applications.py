@@ -280,11 +280,23 @@ def update_application(
     changes = _changes(values)
     if not changes:
         raise UsageError("nothing to update: give at least one field to change (see --help)")
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as session:
-        record = service.app_record(
-            service.update_app(session, service.get_app(session, **selector), changes)
-        )
-    emit(record, ctx.fmt, text=f"Application #{record['id']} {record['name']!r} updated")
+        app = service.get_app(session, **selector)
+        before = service.app_record(app)
+        record = service.app_record(service.update_app(session, app, changes))
+        held, free = waiting_counts(session, app_id=app.id)
+    changed = [k for k in record if k != "updated" and before.get(k) != record.get(k)]
+    text = f"Application #{record['id']} {record['name']!r} updated"
+    if changed:
+        text += f": {describe(before, record, changed)}"
+    else:
+        text += ": no changes"
+    if "enabled" in changed:
+        text += holds_note("application", bool(record["enabled"]), held, free)
+    emit(record, ctx.fmt, text=text)
 
 
 @command("application:delete")

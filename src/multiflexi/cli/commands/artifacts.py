@@ -50,8 +50,10 @@ def _write_to(path: str, artifact_id: int) -> int:
     if path == "-":
         return save_artifact(ctx.db, artifact_id, sys.stdout.buffer)
     target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # a typo in the directory is an error, as for cp and curl
+        from multiflexi.errors import Invalid
+
+        raise Invalid(f"cannot write {path}: directory {target.parent} does not exist")
     tmp = target.with_name(f".{target.name}.part{os.getpid()}")
     try:
         with tmp.open("wb") as out:
@@ -69,13 +71,20 @@ def _write_to(path: str, artifact_id: int) -> int:
     "--output", "-o", "--file", "output", help="Write the content to this file (- for stdout)."
 )
 def artifact_get(pos_id: str | None, opt_id: str | None, output: str | None) -> None:
-    """Download an artifact byte-exact with --output; without it, show metadata and text."""
+    """Write an artifact's bytes to --output, or to stdout when it is not a terminal (as
+    curl does); on a terminal, show its metadata and, for text, its content."""
     from multiflexi.artifacts.service import artifact_record, get_artifact
 
     ctx = cli_context()
+    if output == "-" and ctx.fmt == "json":
+        from multiflexi.errors import UsageError
+
+        raise UsageError("--output - writes the artifact's bytes; -f json is not available")
     artifact_id = resolve_id(pos_id, opt_id, "artifact id")
     with ctx.db.read() as s:
         record = artifact_record(get_artifact(s, artifact_id))
+    if output is None and ctx.fmt != "json" and not sys.stdout.isatty():
+        output = "-"  # piped or redirected: the bytes themselves
     if output is not None:
         try:
             size = _write_to(output, artifact_id)
@@ -106,6 +115,12 @@ def artifact_get(pos_id: str | None, opt_id: str | None, output: str | None) -> 
     text = render_record(localize(record, ctx.settings.timezone))
     if body is not None:
         text += "\n\n" + str(body).rstrip("\n")
+    else:  # binary (or large) content is not spilled onto a terminal
+        name = Path(str(record["filename"])).name or f"artifact-{artifact_id}"
+        text += (
+            f"\n\nNot printed on a terminal ({record['content_type']}, {record['size']} bytes):"
+            f" use --output {name}, or pipe it: multiflexi-cli artifact:get {artifact_id} > {name}"
+        )
     emit(record, ctx.fmt, text=text)
 
 
@@ -117,6 +132,10 @@ def artifact_save(artifact_id: str, file: str) -> None:
     from multiflexi.artifacts.service import get_artifact
 
     ctx = cli_context()
+    if file == "-" and ctx.fmt == "json":
+        from multiflexi.errors import UsageError
+
+        raise UsageError("--file - writes the artifact's bytes; -f json is not available")
     ident = parse_int(artifact_id, "--id")
     with ctx.db.read() as s:
         get_artifact(s, ident)

@@ -22,7 +22,7 @@ LIST_COLUMNS = ("id", "name", "slug", "ic", "email", "enabled", "zabbix_host", "
 
 def _company_id_option(fn: Any) -> Any:
     return click.option(
-        "--id", "--company_id", "--company-id", "opt_id", required=True, help="Company id."
+        "--id", "--company", "--company-id", "opt_id", required=True, help="Company id or slug."
     )(fn)
 
 
@@ -31,6 +31,17 @@ def _fields(**given: Any) -> dict[str, Any]:
     if "enabled" in values:
         values["enabled"] = parse_bool(values["enabled"], "--enabled")
     return values
+
+
+def _company_id(pos_id: str | None, opt_id: str | None) -> int:
+    """The id of the company given as ID or slug, positional or ``--id``."""
+    raw = opt_id if opt_id is not None else pos_id
+    if raw is None or raw.strip().isdigit():
+        return resolve_id(pos_id, opt_id, "company id")
+    from multiflexi.companies.service import resolve_company
+
+    with cli_context().db.read() as s:
+        return resolve_company(s, raw).id
 
 
 @command("company:list")
@@ -45,7 +56,7 @@ def company_list() -> None:
 
 
 @command("company:get", "company:show")
-@id_argument(help="Company id.")
+@id_argument(help="Company id or slug.")
 @click.option("--slug", default=None, help="Company slug.")
 @click.option("--name", default=None, help="Company name.")
 @click.option("--ic", default=None, help="Company IC (registration number).")
@@ -57,6 +68,8 @@ def company_get(
 
     ctx = cli_context()
     raw = opt_id if opt_id is not None else pos_id
+    if raw is not None and not raw.strip().isdigit() and slug is None:
+        raw, slug = None, raw  # company:get acme_corp
     company_id = parse_int(raw, "company id") if raw is not None else None
     with ctx.db.session() as s:
         company = find_company(s, company_id=company_id, ic=ic, name=name, slug=slug)
@@ -92,7 +105,7 @@ def company_create(
 
 
 @command("company:update")
-@id_argument(help="Company id.")
+@id_argument(help="Company id or slug.")
 @click.option("--name", default=None, help="New name.")
 @click.option("--slug", default=None, help="New slug.")
 @click.option("--ic", default=None, help="Registration number.")
@@ -113,21 +126,30 @@ def company_update(
     from multiflexi.companies.service import company_record, get_company, update_company
 
     ctx = cli_context()
-    company_id = resolve_id(pos_id, opt_id, "company id")
+    company_id = _company_id(pos_id, opt_id)
     values = _fields(
         name=name, slug=slug, ic=ic, email=email, zabbix_host=zabbix_host, enabled=enabled
     )
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as s:
+        before = company_record(get_company(s, company_id), ctx.settings.timezone)
         changed = update_company(s, company_id, values)
         record = company_record(get_company(s, company_id), ctx.settings.timezone)
+        held, free = waiting_counts(s, company_id=company_id)
     data = {
         "company_id": company_id,
         "updated": bool(changed),
         "changes": changed,
+        "changed": {k: {"from": before.get(k), "to": record.get(k)} for k in changed},
+        "waiting_held": held,
         "company": record,
     }
     if changed:
-        text = f"Company updated: ID={company_id} ({', '.join(changed)})"
+        text = f"Company {company_id} updated: {describe(before, record, changed)}"
+        if "enabled" in changed:
+            text += holds_note("company", bool(record["enabled"]), held, free)
     else:
         data["message"] = "No changes detected"
         text = f"Company {company_id}: no changes detected"
@@ -135,7 +157,7 @@ def company_update(
 
 
 @command("company:remove", "company:delete")
-@id_argument(help="Company id.")
+@id_argument(help="Company id or slug.")
 @click.option("--force", is_flag=True, help="Delete its run templates too.")
 def company_remove(pos_id: str | None, opt_id: str | None, force: bool) -> None:
     """Remove a company with its environment, assignments and credentials.
@@ -146,7 +168,7 @@ def company_remove(pos_id: str | None, opt_id: str | None, force: bool) -> None:
     from multiflexi.companies.service import remove_company
 
     ctx = cli_context()
-    company_id = resolve_id(pos_id, opt_id, "company id")
+    company_id = _company_id(pos_id, opt_id)
     with ctx.db.session() as s:
         removed = remove_company(s, company_id, force=force)
     data = {"company_id": company_id, "removed": True, "removed_runtemplates": removed}
@@ -161,13 +183,14 @@ def company_remove(pos_id: str | None, opt_id: str | None, force: bool) -> None:
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
 def company_env_set(opt_id: str, assignments: tuple[str, ...]) -> None:
     """Set environment variables of a company."""
-    from multiflexi.companies.service import get_company, set_env
+    from multiflexi.companies.service import resolve_company, set_env
 
     ctx = cli_context()
-    company_id = parse_int(opt_id, "company id")
     values = parse_assignments(assignments)
     with ctx.db.session() as s:
-        names = set_env(s, get_company(s, company_id), values)
+        company = resolve_company(s, opt_id)
+        company_id = company.id
+        names = set_env(s, company, values)
     emit(
         {"company_id": company_id, "set": names},
         ctx.fmt,
@@ -180,12 +203,13 @@ def company_env_set(opt_id: str, assignments: tuple[str, ...]) -> None:
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 def company_env_unset(opt_id: str, keys: tuple[str, ...]) -> None:
     """Remove environment variables of a company."""
-    from multiflexi.companies.service import get_company, unset_env
+    from multiflexi.companies.service import resolve_company, unset_env
 
     ctx = cli_context()
-    company_id = parse_int(opt_id, "company id")
     with ctx.db.session() as s:
-        names = unset_env(s, get_company(s, company_id), keys)
+        company = resolve_company(s, opt_id)
+        company_id = company.id
+        names = unset_env(s, company, keys)
     emit(
         {"company_id": company_id, "unset": names},
         ctx.fmt,
@@ -198,14 +222,14 @@ def company_env_unset(opt_id: str, keys: tuple[str, ...]) -> None:
 @click.option("--reveal", is_flag=True, help="Show values of secret-looking variables.")
 def company_env_list(opt_id: str, reveal: bool) -> None:
     """List environment variables of a company (secret-looking values redacted)."""
-    from multiflexi.companies.service import get_company, list_env, looks_secret
+    from multiflexi.companies.service import list_env, looks_secret, resolve_company
     from multiflexi.secrets import redact
 
     ctx = cli_context()
-    company_id = parse_int(opt_id, "company id")
     with ctx.db.session() as s:
+        company = resolve_company(s, opt_id)
         rows = []
-        for env in list_env(s, get_company(s, company_id)):
+        for env in list_env(s, company):
             secret = looks_secret(env.keyword)
             value = redact(env.value) if secret and not reveal else env.value
             rows.append({"name": env.keyword, "value": value, "secret": secret})

@@ -28,7 +28,7 @@ def _app_options(fn: Any) -> Any:
 
 def _company_option(required: bool) -> Any:
     return click.option(
-        "--company_id", "--company-id", "company_id", required=required, help="Company id."
+        "--company", "--company-id", "company_id", required=required, help="Company id or slug."
     )
 
 
@@ -41,16 +41,15 @@ def _int_or_none(raw: str | None, what: str) -> int | None:
 @_app_options
 def company_app_assign(company_id: str, app_id: str | None, app_uuid: str | None) -> None:
     """Assign an application to a company and create its default run template."""
-    from multiflexi.companies.service import assign_app, find_app, get_company
+    from multiflexi.companies.service import assign_app, find_app, resolve_company
 
     ctx = cli_context()
-    cid = parse_int(company_id, "--company_id")
     aid = _int_or_none(app_id, "--app_id")
     with ctx.db.session() as s:
-        company = get_company(s, cid)
+        company = resolve_company(s, company_id)
         app = find_app(s, app_id=aid, app_uuid=app_uuid)
         template = assign_app(s, company, app)
-        app_name, real_app_id = app.name, app.id
+        app_name, real_app_id, cid = app.name, app.id, company.id
     if template is None:
         data: dict[str, Any] = {
             "status": "ok",
@@ -81,16 +80,15 @@ def company_app_assign(company_id: str, app_id: str | None, app_uuid: str | None
 def company_app_unassign(company_id: str, app_id: str | None, app_uuid: str | None) -> None:
     """Unassign an application; its run templates for the company are deleted
     (waiting jobs cancelled, finished jobs kept). Refused while one of their jobs runs."""
-    from multiflexi.companies.service import find_app, get_company, unassign_app
+    from multiflexi.companies.service import find_app, resolve_company, unassign_app
 
     ctx = cli_context()
-    cid = parse_int(company_id, "--company_id")
     aid = _int_or_none(app_id, "--app_id")
     with ctx.db.session() as s:
-        company = get_company(s, cid)
+        company = resolve_company(s, company_id)
         app = find_app(s, app_id=aid, app_uuid=app_uuid)
         removed = unassign_app(s, company, app)
-        real_app_id = app.id
+        real_app_id, cid = app.id, company.id
     data = {
         "status": "success",
         "message": "Application unassigned from company",
@@ -109,14 +107,14 @@ def company_app_unassign(company_id: str, app_id: str | None, app_uuid: str | No
 @_app_options
 def company_app_list(company_id: str | None, app_id: str | None, app_uuid: str | None) -> None:
     """List assignments of applications to companies, with their run templates."""
-    from multiflexi.companies.service import find_app, get_company, list_company_apps
+    from multiflexi.companies.service import find_app, list_company_apps, resolve_company
 
     ctx = cli_context()
-    cid = _int_or_none(company_id, "--company_id")
+    cid = None
     aid = _int_or_none(app_id, "--app_id")
     with ctx.db.session() as s:
-        if cid is not None:
-            get_company(s, cid)
+        if company_id is not None:
+            cid = resolve_company(s, company_id).id
         if aid is not None or app_uuid:
             aid = find_app(s, app_id=aid, app_uuid=app_uuid).id
         rows = list_company_apps(s, company_id=cid, app_id=aid)

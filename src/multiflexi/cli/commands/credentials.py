@@ -216,7 +216,7 @@ def credential_create(
     with ctx.db.session() as s:
         cid = resolve_company(s, company).id
         ct = resolve_type(s, type_id=tid, code=type_code)
-        vault = Vault.from_settings(ctx.settings)
+        vault = Vault.from_settings(ctx.settings, ctx.db)
         cred = create_credential(s, vault, name=name, company_id=cid, type_id=ct.id, values=values)
         record = credential_record(cred)
     data = {
@@ -279,7 +279,7 @@ def credential_get(pos_id: str | None, opt_id: str | None, reveal: bool, yes: bo
         record = credential_record(get_credential(s, cred_id))
     if reveal:
         confirm(f"Reveal the secret values of credential {cred_id}?", yes)
-        vault = Vault.from_settings(ctx.settings)
+        vault = Vault.from_settings(ctx.settings, ctx.db)
         with ctx.db.read() as s:
             record = credential_record(get_credential(s, cred_id), reveal=True, vault=vault)
     fields = {k: "" if v is None else v for k, v in record["fields"].items()}
@@ -307,7 +307,7 @@ def credential_update(
     cred_id = resolve_id(pos_id, opt_id)
     values = _assignments(fields)
     with ctx.db.session() as s:
-        vault = Vault.from_settings(ctx.settings)
+        vault = Vault.from_settings(ctx.settings, ctx.db)
         _cred, changed = update_credential(s, vault, cred_id, name=name, values=values, unset=unset)
     message = "Credential updated successfully" if changed else "No changes"
     data = {"status": "success", "message": message, "credential_id": cred_id}

@@ -173,6 +173,10 @@ def prune(
         data = {**preview(plan).as_dict(), "space": None, "scope": scope}
         emit(data, ctx.fmt, text=None if ctx.fmt == "json" else _prune_text(data))
         return
+    if not plan.delete and not plan.prune:  # nothing to do: nothing to ask
+        data = {**preview(plan).as_dict(), "dry_run": False, "space": None, "scope": scope}
+        emit(data, ctx.fmt, text="Nothing to prune: no job matches the retention rules.")
+        return
     summary = (
         f"Delete {len(plan.delete)} jobs and prune the artifacts of {len(plan.prune)} jobs, "
         f"freeing {human_bytes(plan.bytes_delete + plan.bytes_prune)}"
@@ -199,12 +203,34 @@ def _orphans_text(report: Mapping[str, Any]) -> str:
 
 @command("queue:fix", "queue:repair")
 @click.option("--dry-run", is_flag=True, help="Show what would be fixed; change nothing.")
-def queue_fix(dry_run: bool) -> None:
+@click.option(
+    "--after-restore",
+    "--after_restore",
+    "after_restore",
+    is_flag=True,
+    help="The database was just restored from a backup: jobs running at backup time "
+    "become lost (and run again unless their template says on_interrupt=fail); due jobs "
+    "of on_interrupt=fail templates are cancelled. Run it before starting the daemons.",
+)
+def queue_fix(dry_run: bool, after_restore: bool) -> None:
     """Repair lost jobs, orphan queue rows, unqueued jobs and leftover job directories."""
     from multiflexi.housekeeping.orphans import fix_orphans
 
     ctx = cli_context()
+    restored: dict[str, Any] | None = None
+    if after_restore:
+        from multiflexi.housekeeping.restore import fix_after_restore
+
+        restored = fix_after_restore(ctx.db, ctx.settings, dry_run=dry_run).as_dict()
     report = fix_orphans(ctx.db, ctx.settings, dry_run=dry_run).as_dict()
+    if restored is not None:
+        report = {
+            **report,
+            "fixed": {**restored["fixed"], **report["fixed"]},
+            "ids": {**restored["ids"], **report["ids"]},
+            "total": restored["total"] + report["total"],
+            "errors": restored["errors"] + report["errors"],
+        }
     emit(report, ctx.fmt, text=None if ctx.fmt == "json" else _orphans_text(report))
 
 

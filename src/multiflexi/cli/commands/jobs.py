@@ -3,31 +3,117 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from multiflexi.cli.base import (
     cli_context,
     command,
+    company_id_of,
     confirm,
     id_argument,
     parse_assignments,
     parse_int,
+    repeat,
     resolve_id,
+    watch_option,
 )
 from multiflexi.cli.output import emit
+
+#: Width that the default ``job:list`` table keeps within (a terminal of 120 columns).
+LIST_WIDTH = 120
+#: Fixed widths of the cut columns of the default table.
+TEMPLATE_WIDTH, COMPANY_WIDTH = 22, 16
+
+
+def _list_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+    """The default table: what an operator scans for, within :data:`LIST_WIDTH`."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from multiflexi.cli.output import human_duration, localize, reason_text, shorten, when_text
+
+    now = datetime.now(UTC).astimezone(ZoneInfo(tz))
+    out = []
+    for row in localize(rows, tz):
+        when = row["begin"] or row["created"]
+        if row["not_before"] is not None and row["not_before"] > now:
+            when = row["not_before"]  # waiting for its time: when it may start
+        failed = row["status"] not in ("success", "scheduled", "running", "loaded")
+        out.append(
+            {
+                "id": row["id"],
+                "status": row["status"],
+                "template": shorten(row["runtemplate"] or "", TEMPLATE_WIDTH),
+                "company": shorten(row["company"] or "", COMPANY_WIDTH),
+                "when": when_text(when, now),
+                "duration": human_duration(row["duration"]),
+                "exit": row["exitcode"],
+                "reason": reason_text(row["reason"], row["exitcode"])
+                if failed
+                # why a waiting job is not claimed (multiflexi.jobs.holds)
+                else (f"held: {row['held']}" if row.get("held") else ""),
+            }
+        )
+    columns = ("id", "status", "template", "company", "when", "duration", "exit", "reason")
+    used = sum(
+        max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in out))
+        for c in columns[:-1]
+    )
+    room = max(LIST_WIDTH - used - 2 * (len(columns) - 1), 10)
+    return [{c: shorten(r[c], room) if c == "reason" else r[c] for c in columns} for r in out]
+
+
+def _wide_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from multiflexi.cli.output import age, human_duration, localize
+
+    now = datetime.now(UTC)
+    return [
+        {
+            **row,
+            "age": age(row["created"], now),
+            "duration": human_duration(row["duration"]),
+        }
+        for row in localize(rows, tz)
+    ]
+
+
+def _job_list_once(flt: Any, wide: bool) -> None:
+    from multiflexi.jobs.listing import list_jobs, list_jobs_full
+    from multiflexi.storage.fastread import Unavailable
+
+    ctx = cli_context()
+    try:
+        rows = list_jobs(ctx.settings, flt)
+    except Unavailable:
+        rows = list_jobs_full(ctx.settings, flt)
+    if ctx.fmt == "json":
+        emit(rows, ctx.fmt)
+    elif not rows:
+        emit(rows, ctx.fmt, text="No jobs found.")
+    else:
+        tz = ctx.settings.timezone
+        if wide:  # every column, as wide as it takes
+            emit(_wide_rows(rows, tz), ctx.fmt, width=100_000)
+        else:
+            emit(_list_rows(rows, tz), ctx.fmt)
 
 
 @command("job:list", "job:ls")
 @click.option("--status", help="Only jobs in these states (comma-separated).")
 @click.option("--company", help="Company id or slug.")
 @click.option(
-    "--runtemplate", "--template", "--runtemplate_id", "runtemplate", help="Run template id."
+    "--runtemplate", "--template", "--runtemplate-id", "runtemplate", help="Run template id."
 )
 @click.option("--app", help="Application id or name.")
 @click.option("--since", help="Created since: 30d, 2h, or a date.")
 @click.option("--limit", default="50", show_default=True)
 @click.option("--offset", default="0", show_default=True)
+@click.option("--wide", "-w", is_flag=True, help="Every column, nothing cut.")
+@watch_option
 def job_list(
     status: str | None,
     company: str | None,
@@ -36,10 +122,12 @@ def job_list(
     since: str | None,
     limit: str,
     offset: str,
+    wide: bool,
+    watch: float | None,
 ) -> None:
-    """List jobs, newest first."""
-    from multiflexi.jobs.listing import JobFilter, list_jobs, list_jobs_full
-    from multiflexi.storage.fastread import Unavailable
+    """List jobs, newest first: status, template, company, when (and how long ago),
+    duration, exit code, and why a job failed."""
+    from multiflexi.jobs.listing import JobFilter
 
     ctx = cli_context()
     if since:  # only then: its time-zone arithmetic takes a while to import
@@ -53,40 +141,51 @@ def job_list(
         limit=parse_int(limit, "--limit"),
         offset=parse_int(offset, "--offset"),
     )
-    try:
-        rows = list_jobs(ctx.settings, flt)
-    except Unavailable:
-        rows = list_jobs_full(ctx.settings, flt)
-    if ctx.fmt != "json" and not rows:
-        emit(rows, ctx.fmt, text="No jobs found.")
-        return
-    emit(rows, ctx.fmt, tz=ctx.settings.timezone)
+    repeat(watch, lambda: _job_list_once(flt, wide))
+
+
+#: How the links between a run and its next attempt read in the text view.
+_LINKS = {"retry_of": "retry of", "retried_by": "retried by"}
 
 
 def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
-    from multiflexi.cli.output import render_record, render_table
+    from multiflexi.cli.output import reason_text, render_record, render_table, rounded
 
     head: dict[str, object] = {}
+    exitcode = record.get("exitcode")
     for key, value in record.items():
         if key in ("artifacts", "actions", "exit_meaning", "output_tail"):
             continue
-        if key == "exitcode":
+        if key == "reason":  # what the exit code line does not say already
+            value = reason_text(str(value or ""), exitcode)  # type: ignore[arg-type]
+            if not value or value == record.get("exit_meaning"):
+                continue
+        elif key == "exitcode":
             meaning = record.get("exit_meaning")
             value = f"{value} ({meaning})" if value is not None and meaning else value
-        elif key == "duration" and isinstance(value, float):
+        elif key in ("duration", "cpu_user", "cpu_system") and isinstance(value, float):
             value = f"{value:.3f} s"
-        head[key] = value
+        elif key in _LINKS:
+            if value is not None:
+                head[_LINKS[key]] = value
+            continue
+        head[key] = rounded(value)
     parts = [render_record(head)]
     arts = record["artifacts"]
     parts.append("\nArtifacts:\n" + (render_table(arts) if arts else "none"))  # type: ignore[arg-type]
     if record.get("artifacts_pruned"):
         parts.append("The content of this job's artifacts was pruned by the retention policy.")
     if record["actions"]:
-        parts.append("\nActions:\n" + render_table(record["actions"]))  # type: ignore[arg-type]
+        actions = [{k: rounded(v) for k, v in a.items()} for a in record["actions"]]  # type: ignore[attr-defined]
+        parts.append("\nActions:\n" + render_table(actions))
     for stream, text in tails.items():
         if text:
             parts.append(f"\nLast lines of {stream}:\n{text.rstrip()}")
     return "\n".join(parts)
+
+
+#: job:show --env: later layers win; ``shadowed``: what each value replaced.
+ENV_COLUMNS = ("name", "value", "source", "shadowed", "secret")
 
 
 @command("job:show", "job:get")
@@ -112,7 +211,9 @@ def job_show(
         if show_env:
             if reveal:
                 confirm(f"Reveal the secret values of job {job_id}?", yes)
-            record["env"] = env_rows(job, Vault.from_settings(ctx.settings) if reveal else None)
+            record["env"] = env_rows(
+                job, Vault.from_settings(ctx.settings, ctx.db) if reveal else None
+            )
     tails: dict[str, str] = {}
     for art in record["artifacts"]:  # type: ignore[attr-defined]
         if art["filename"] in ("stdout.txt", "stderr.txt") and count > 0:
@@ -124,12 +225,11 @@ def job_show(
         return
     from multiflexi.cli.output import localize, render_table, shadows_text
 
-    text = _show_text(localize(record, ctx.settings.timezone), tails)
-    if show_env:
+    if show_env:  # the environment alone: the rest is what job:show without --env says
         rows = [{**row, "shadowed": shadows_text(row["shadowed"])} for row in record["env"]]  # type: ignore[attr-defined]
-        text += "\n\nEnvironment (later layers win; shadowed: what each value replaced):\n"
-        text += render_table(rows, ("name", "value", "source", "shadowed", "secret"))
-    emit(record, ctx.fmt, text=text)
+        emit(record, ctx.fmt, text=render_table(rows, ENV_COLUMNS))
+        return
+    emit(record, ctx.fmt, text=_show_text(localize(record, ctx.settings.timezone), tails))
 
 
 @command("job:create")
@@ -155,7 +255,7 @@ def job_create(
     ctx = cli_context()
     company_id = None
     if company is not None:
-        company_id = _company_id(company)
+        company_id = company_id_of(company)
     when = parse_when(at, ctx.settings.timezone) if at else None
     job = create_job(
         ctx.db,
@@ -173,16 +273,6 @@ def job_create(
         "runtemplate_id": job.runtemplate_id,
     }
     emit(data, ctx.fmt, text=f"Job {job.id} created ({job.status}).")
-
-
-def _company_id(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    from multiflexi.companies.service import find_company
-
-    ctx = cli_context()
-    with ctx.db.read() as s:
-        return find_company(s, slug=value).id
 
 
 @command("run-template:schedule", "runtemplate:schedule")
@@ -255,18 +345,25 @@ def job_run(pos_id: str | None, opt_id: str | None, detach: bool, quiet: bool) -
     if ctx.fmt == "json":
         emit(record, ctx.fmt)
     else:
+        from multiflexi.cli.output import reason_text
+
         line = f"Job {job_id} {status}"
         if job.exitcode is not None:
             line += f", exit code {job.exitcode}"
-        if job.reason:
-            line += f": {job.reason}"
+        reason = reason_text(job.reason, job.exitcode)
+        if reason:
+            line += f": {reason}"
         click.echo(line, err=True)
     if job.exitcode is not None:
         return job.exitcode
     return 0 if status == "success" else 1
 
 
-@command("job:logs", "job:output")
+@command(
+    "job:logs",
+    "job:output",
+    raw_output="the job's output byte-exact (job:show -f json has its record)",
+)
 @id_argument()
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new output until the job ends.")
 @click.option(
@@ -279,7 +376,11 @@ def job_logs(pos_id: str | None, opt_id: str | None, follow: bool, stream: str) 
     ctx = cli_context()
     job_id = resolve_id(pos_id, opt_id, "job id")
     streams = ("stdout", "stderr") if stream == "both" else (stream,)
-    follow_output(ctx.db, job_id, streams, follow=follow, write=_tee)
+    follow_output(ctx.db, job_id, streams, follow=follow, write=_tee, note=_note)
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @command("job:delete", "job:remove")

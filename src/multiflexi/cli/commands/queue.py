@@ -8,12 +8,23 @@ the retention policy's work.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from multiflexi.cli.base import cli_context, command, confirm, parse_int
+from multiflexi.cli.base import (
+    cli_context,
+    command,
+    company_id_of,
+    confirm,
+    parse_int,
+    repeat,
+    watch_option,
+)
 from multiflexi.cli.output import emit, render_record, render_table
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def _overview_text(data: dict[str, Any]) -> str:
@@ -23,6 +34,11 @@ def _overview_text(data: dict[str, Any]) -> str:
         "waiting": data["waiting"],
         "due now": data["due_now"],
     }
+    if data.get("held"):
+        head["held"] = (
+            f"{data['held']} waiting job(s) of a disabled company or application or an"
+            " inactive run template (see queue:list)"
+        )
     oldest = data["oldest_due"]
     if oldest is not None:
         head["oldest due"] = (
@@ -42,8 +58,13 @@ def _overview_text(data: dict[str, Any]) -> str:
 
 
 @command("queue:status", "queue:overview")
-def queue_status() -> None:
+@watch_option
+def queue_status(watch: float | None) -> None:
     """Counts by state, jobs due now, the oldest due job, running jobs and companies."""
+    repeat(watch, _queue_status_once)
+
+
+def _queue_status_once() -> None:
     from multiflexi.cli.output import localize
     from multiflexi.workers import queue_overview
 
@@ -73,21 +94,31 @@ def queue_list(limit: str, offset: str) -> None:
 
 
 @command("queue:process", "queue:run")
-@click.option("--limit", default=None, help="Run at most N jobs.")
+@click.option("--limit", default=None, help="Run at most N jobs (at least 1; default: all due).")
 @click.option("--concurrency", default="1", show_default=True, help="Jobs run at once.")
-def queue_process(limit: str | None, concurrency: str) -> None:
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Report each job as it ends (default: on a terminal).",
+)
+def queue_process(limit: str | None, concurrency: str, progress: bool | None) -> None:
     """Run the jobs due now in the foreground, then exit (the daemon's claim)."""
+    import sys
+
     from multiflexi.daemons.executor import ExecutorDaemon
     from multiflexi.daemons.signals import DaemonSignals
+    from multiflexi.errors import Invalid
     from multiflexi.queue import new_worker_id
 
     parallel = parse_int(concurrency, "--concurrency")
     if parallel < 1:
-        from multiflexi.errors import Invalid
-
         raise Invalid(f"--concurrency must be at least 1, got {parallel}")
     most = parse_int(limit, "--limit") if limit is not None else None
+    if most == 0:
+        raise Invalid("--limit must be at least 1, got 0 (leave it out to run every due job)")
     ctx = cli_context()
+    if progress is None:
+        progress = ctx.fmt != "json" and sys.stderr.isatty()
     signals = DaemonSignals()
     daemon = ExecutorDaemon(
         ctx.db,
@@ -98,26 +129,153 @@ def queue_process(limit: str | None, concurrency: str) -> None:
         limit=most,
         maintenance=False,
     )
+    reporter = ProgressReporter(daemon, ctx.db, ctx.settings.timezone) if progress else None
     # Ctrl-C as for the daemon: the first stops claiming and lets running jobs finish,
     # the second cancels them.
     with signals.installed():
+        if reporter is not None:
+            reporter.start()
         try:
             daemon.process()
         finally:
             daemon.shutdown()
-    results = dict(daemon.results)
-    data = {"processed": len(daemon.claimed), "jobs": daemon.claimed, "results": results}
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(results.items())) or "nothing was due"
-    emit(data, ctx.fmt, text=f"Processed {len(daemon.claimed)} job(s): {summary}.")
+            if reporter is not None:
+                reporter.stop()
+    if daemon.fault is not None:
+        raise daemon.fault
+    assert daemon.claim_until is not None
+    _summary(daemon.claimed, dict(daemon.results), daemon.claim_until)
 
 
-def _company_id(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    from multiflexi.companies.service import find_company
+def _summary(claimed: list[int], results: dict[str, int], started: datetime) -> None:
+    from multiflexi.jobs.service import job_outcomes
+    from multiflexi.workers import left_due
 
-    with cli_context().db.read() as session:
-        return find_company(session, slug=value).id
+    ctx = cli_context()
+    with ctx.db.read() as session:
+        outcomes = job_outcomes(session, claimed)
+        held, waiting = left_due(session, started)
+    unsuccessful = [o["job_id"] for o in outcomes if o["status"] != "success"]
+    data = {
+        "processed": len(claimed),
+        "jobs": claimed,
+        "results": results,
+        "unsuccessful": unsuccessful,
+        "outcomes": outcomes,
+        # Due at the start and not run: held (disabled), or waiting for a run of their
+        # template elsewhere (overlap forbid), or left by --limit or a signal.
+        "held": held,
+        "left_due": waiting,
+    }
+    if not claimed:
+        text = "Processed 0 jobs: nothing was due."
+    else:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(results.items()))
+        text = f"Processed {len(claimed)} job(s) ({_ids(claimed)}): {counts}."
+    if held:
+        text += f" {held} due job(s) held (company or application disabled, template inactive)."
+    if waiting:
+        text += (
+            f" {waiting} due job(s) not run (--limit, a signal, or a run of their template"
+            " elsewhere)."
+        )
+    if unsuccessful:
+        text += f"\nNot successful: {_ids(unsuccessful)} (see multiflexi-cli job:show ID)."
+    emit(data, ctx.fmt, text=text)
+
+
+def _ids(ids: list[int], most: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+class ProgressReporter:
+    """Reports the jobs of a foreground run on stderr as they end: a line per job (id,
+    template, status, duration), or a progress bar when more than :attr:`BAR_FROM` are
+    due. Reads only what the daemon publishes (its claimed ids and result counts) and the
+    jobs' records; the run itself is not touched."""
+
+    BAR_FROM = 20
+    POLL = 0.25
+
+    def __init__(self, daemon: Any, db: Any, tz: str) -> None:
+        import threading
+
+        self.daemon, self.db, self.tz = daemon, db, tz
+        self.reported: set[int] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self.bar: Any = None
+
+    def start(self) -> None:
+        from multiflexi.workers import queue_overview
+
+        with self.db.read() as session:
+            due = int(queue_overview(session)["due_now"])
+        limit = self.daemon.limit
+        total = min(due, limit) if limit is not None else due
+        if total > self.BAR_FROM:
+            from rich.progress import MofNCompleteColumn, Progress
+
+            columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+            self.bar = Progress(*columns, transient=False, console=_stderr_console())
+            self.task = self.bar.add_task("jobs", total=total)
+            self.bar.start()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._report()  # the last ones
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.POLL):
+            try:
+                self._report()
+            except Exception:  # the display never stops the run
+                continue
+
+    def _report(self) -> None:
+        from multiflexi.jobs.lifecycle import is_final
+        from multiflexi.jobs.service import job_outcomes
+
+        pending = [i for i in list(self.daemon.claimed) if i not in self.reported]
+        if not pending:
+            return
+        with self.db.read() as session:
+            outcomes = job_outcomes(session, pending)
+        for outcome in outcomes:
+            if not is_final(outcome["status"]):
+                continue
+            self.reported.add(outcome["job_id"])
+            if self.bar is not None:
+                self.bar.advance(self.task)
+            else:
+                click.echo(_outcome_line(outcome), err=True)
+
+
+def _outcome_line(outcome: dict[str, Any]) -> str:
+    from multiflexi.cli.output import human_duration, reason_text
+
+    line = (
+        f"job {outcome['job_id']}  {outcome['runtemplate'] or '-'}  {outcome['status']}"
+        f"  {human_duration(outcome['duration'])}"
+    )
+    if outcome["status"] != "success":
+        reason = reason_text(outcome["reason"], outcome["exitcode"])
+        if outcome["exitcode"] is not None:
+            line += f"  exit code {outcome['exitcode']}"
+        if reason:
+            line += f": {reason}"
+    return line.rstrip()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @command("queue:clear", "queue:truncate")
@@ -137,9 +295,13 @@ def queue_clear(failed: bool, company: str | None, runtemplate: str | None, yes:
     from multiflexi.users import unix_login
 
     ctx = cli_context()
-    company_id = _company_id(company) if company else None
+    company_id = company_id_of(company) if company else None
     rt_id = parse_int(runtemplate, "--runtemplate") if runtemplate else None
     with ctx.db.read() as session:
+        if rt_id is not None:  # a typo is "not found", not "nothing to clear"
+            from multiflexi.runtemplates.service import get_runtemplate
+
+            get_runtemplate(session, rt_id)
         ids = waiting_ids(session, company_id=company_id, runtemplate_id=rt_id, retries_only=failed)
     what = "queued retr" + ("y" if len(ids) == 1 else "ies") if failed else "waiting job(s)"
     if ids:

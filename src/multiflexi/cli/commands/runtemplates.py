@@ -18,7 +18,7 @@ from multiflexi.cli.base import (
 )
 from multiflexi.cli.output import emit, render_record, render_table, shadows_text
 
-LIST_COLUMNS = (
+WIDE_COLUMNS = (
     "id",
     "name",
     "company_id",
@@ -29,7 +29,11 @@ LIST_COLUMNS = (
     "cron",
     "active",
     "executor",
-    "next_schedule",
+    "next_run",
+    "last_job_id",
+    "last_status",
+    "last_run",
+    "schedule_error",
 )
 CONFIG_COLUMNS = (
     "name", "type", "value", "source", "shadows", "secret", "required", "missing", "declared",
@@ -41,6 +45,10 @@ _INT_SETTINGS = (
     "keep_success_days", "keep_failed_days", "keep_last",
 )  # fmt: skip
 _BOOL_SETTINGS = ("active", "mask_secrets", "keep_workdir")
+LIMIT_SETTINGS = (
+    "memory_limit", "cpu_time_limit", "cpus", "max_processes", "max_open_files", "output_limit",
+)  # fmt: skip
+LIMIT_COLUMNS = ("name", "shown", "source")
 
 
 def _option(*names: str, **kwargs: Any) -> Any:
@@ -75,9 +83,53 @@ _SHARED = (
         "--retry_min_gap", "--retry-min-gap", "retry_min_gap", help="Seconds between attempts."
     ),
     _option("--overlap", metavar="forbid|allow|skip", help="When a previous job still runs."),
+    _option(
+        "--on_interrupt",
+        "--on-interrupt",
+        "on_interrupt",
+        metavar="requeue|fail",
+        help="A job the platform interrupted (executor stopped or died): run it again "
+        "(default) or leave it failed (for apps that must never run twice).",
+    ),
     _option("--mask_secrets", "--mask-secrets", "mask_secrets", metavar="true|false"),
     _option("--keep_workdir", "--keep-workdir", "keep_workdir", metavar="true|false"),
     _option("--note", help="Free-text note."),
+    _option(
+        "--memory_limit",
+        "--memory-limit",
+        "memory_limit",
+        metavar="SIZE",
+        help="Memory of the job's process tree (256M, 1G); 0 = none, default = inherit.",
+    ),
+    _option(
+        "--cpu_time_limit",
+        "--cpu-time-limit",
+        "cpu_time_limit",
+        metavar="SECONDS",
+        help="CPU seconds of the job; 0 = none, default = inherit.",
+    ),
+    _option("--cpus", metavar="CORES", help="CPU share in cores (0.5); 0 = none."),
+    _option(
+        "--max_processes",
+        "--max-processes",
+        "max_processes",
+        metavar="N",
+        help="Processes of the job at once; 0 = none.",
+    ),
+    _option(
+        "--max_open_files",
+        "--max-open-files",
+        "max_open_files",
+        metavar="N",
+        help="Open files per process; 0 = none.",
+    ),
+    _option(
+        "--output_limit",
+        "--output-limit",
+        "output_limit",
+        metavar="SIZE",
+        help="stdout+stderr of the job (100M); 0 = none.",
+    ),
     _option(
         "--keep_success_days",
         "--keep-success-days",
@@ -109,7 +161,17 @@ def _shared_options(fn: Any) -> Any:
 
 
 def _settings(opts: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "interv", "cron", "executor", "retry_backoff", "overlap", "note")
+    keys = (
+        "name",
+        "interv",
+        "cron",
+        "executor",
+        "retry_backoff",
+        "overlap",
+        "on_interrupt",
+        "note",
+    )
+    keys += LIMIT_SETTINGS  # type: ignore[assignment]  # parsed with units by the service
     out: dict[str, Any] = {k: opts[k] for k in keys if opts.get(k) is not None}
     for key in _INT_SETTINGS:
         if opts.get(key) is not None:
@@ -145,7 +207,8 @@ def _app(session: Any, app_id: str | None, app_uuid: str | None) -> Any:
 def _vault() -> Any:
     from multiflexi.secrets import Vault
 
-    return Vault.from_settings(cli_context().settings)
+    ctx = cli_context()
+    return Vault.from_settings(ctx.settings, ctx.db)
 
 
 def _warn_missing(missing: list[str]) -> None:
@@ -154,26 +217,63 @@ def _warn_missing(missing: list[str]) -> None:
 
 
 @command("run-template:list", "runtemplate:list")
-@_option("--company", "company_ref", help="Company slug or id.")
-@_option("--company_id", "--company-id", "company_id", help="Company id.")
+@_option("--company", "--company-id", "company_ref", help="Company id or slug.")
 @_option("--app_id", "--app-id", "app_id", help="Application id.")
 @_option("--app_uuid", "--app-uuid", "app_uuid", help="Application UUID.")
-def rt_list(
-    company_ref: str | None, company_id: str | None, app_id: str | None, app_uuid: str | None
-) -> None:
-    """List run templates."""
+@click.option("--wide", "-w", is_flag=True, help="Every column.")
+def rt_list(company_ref: str | None, app_id: str | None, app_uuid: str | None, wide: bool) -> None:
+    """List run templates with their next and last run (like systemctl list-timers)."""
     from multiflexi.runtemplates.service import list_runtemplates
 
     ctx = cli_context()
+    tz = ctx.settings.timezone
     with ctx.db.session() as s:
-        company = _company(s, company_id, company_ref)
+        company = _company(s, None, company_ref)
         app = _app(s, app_id, app_uuid)
         rows = list_runtemplates(
             s,
             company_id=company.id if company else None,
             app_id=app.id if app else None,
+            tz=tz,
         )
-    emit(rows, ctx.fmt, columns=LIST_COLUMNS)
+    if ctx.fmt == "json" or wide:
+        emit(rows, ctx.fmt, columns=WIDE_COLUMNS, tz=tz, width=100_000)
+    elif not rows:
+        emit(rows, ctx.fmt, text="No run templates.")
+    else:
+        emit(_timer_rows(rows, tz), ctx.fmt)
+
+
+def _timer_rows(rows: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+    """Name, company, schedule, next run and last run with how far away each is."""
+    from datetime import UTC, datetime
+
+    from multiflexi.cli.output import localize, shorten, when_text
+    from multiflexi.scheduling.calendar import INTERVAL_NAMES
+
+    now = datetime.now(UTC)
+    out = []
+    for row in localize(rows, tz):
+        schedule = row["cron"] if row["interv"] == "c" else INTERVAL_NAMES.get(row["interv"], "")
+        last = ""
+        if row["last_job_id"] is not None:
+            last = f"{row['last_status']} (job {row['last_job_id']})"
+        out.append(
+            {
+                "id": row["id"],
+                "name": shorten(row["name"], 24),
+                "company": shorten(row["company_slug"], 16),
+                "schedule": schedule if row["active"] else f"{schedule}, inactive",
+                "next": when_text(row["next_run"], now) or "-",
+                "last": when_text(row["last_run"], now) or "never",
+                "last status": last,
+                # why the scheduler cannot queue it (multiflexi.scheduling.problems)
+                "problem": shorten(row["schedule_error"] or "", 60),
+            }
+        )
+    if not any(row["problem"] for row in out):  # the column only when there is one
+        out = [{k: v for k, v in row.items() if k != "problem"} for row in out]
+    return out
 
 
 @command("run-template:get", "runtemplate:show")
@@ -195,14 +295,16 @@ def rt_get(pos_id: str | None, opt_id: str | None, name: str | None) -> None:
             rt = find_runtemplate_by_name(s, name)
         else:
             rt = get_runtemplate(s, resolve_id(pos_id, opt_id, "run template id"))
-        data = show_runtemplate(s, rt, tz)
+        data = show_runtemplate(s, rt, tz, default_limits=ctx.settings.default_limits)
     emit(data, ctx.fmt, text=_show_text(data))
 
 
 def _show_text(data: dict[str, Any]) -> str:
-    hidden = ("config", "environment", "missing_required", "next_runs")
-    head = {k: v for k, v in data.items() if k not in hidden}
-    parts = [render_record(head), "", "Configuration (the value a job gets and its source):"]
+    skip = {"config", "environment", "missing_required", "next_runs", "limits", *LIMIT_SETTINGS}
+    head = {k: v for k, v in data.items() if k not in skip}
+    parts = [render_record(head), "", "Resource limits:"]
+    parts += [render_table(data["limits"], LIMIT_COLUMNS), ""]
+    parts.append("Configuration (the value a job gets and its source):")
     rows = [
         {
             **row,
@@ -266,6 +368,11 @@ def rt_create(**opts: Any) -> None:
     emit(data, ctx.fmt, text=text)
 
 
+def _columns(rt: Any) -> dict[str, Any]:
+    """The template's own columns, as an update's confirmation compares them."""
+    return {attr.key: getattr(rt, attr.key) for attr in rt.__mapper__.column_attrs}
+
+
 @command("run-template:update")
 @id_argument(help="Run template id.")
 @_shared_options
@@ -277,9 +384,13 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
     rt_id = resolve_id(pos_id, opt_id, "run template id")
     settings = _settings(opts)
     config = parse_assignments(opts["config"])
+    from multiflexi.cli.changes import describe, holds_note
+    from multiflexi.jobs.holds import waiting_counts
+
     with ctx.db.session() as s:
         company = _company(s, opts["company_id"], opts["company_ref"])
         app = _app(s, opts["app_id"], opts["app_uuid"])
+        before = _columns(get_runtemplate(s, rt_id))
         changed = update_runtemplate(
             s,
             _vault(),
@@ -290,15 +401,25 @@ def rt_update(pos_id: str | None, opt_id: str | None, **opts: Any) -> None:
             app=app,
             company=company,
         )
+        after = _columns(get_runtemplate(s, rt_id))
         missing = [c["name"] for c in describe_config(s, get_runtemplate(s, rt_id)) if c["missing"]]
+        held, free = waiting_counts(s, runtemplate_id=rt_id)
     data = {
         "runtemplate_id": rt_id,
         "updated": bool(changed),
         "changes": changed,
+        "changed": {
+            k: {"from": before.get(k), "to": after.get(k)}
+            for k in changed
+            if not k.startswith("config:")
+        },
+        "waiting_held": held,
         "missing_required": missing,
     }
     if changed:
-        text = f"RunTemplate updated successfully (ID: {rt_id}): {', '.join(changed)}"
+        text = f"RunTemplate {rt_id} updated: {describe(before, after, changed)}"
+        if "active" in changed:
+            text += holds_note("run template", bool(after["active"]), held, free)
     else:
         text = f"RunTemplate {rt_id}: no changes detected"
     _warn_missing(missing)

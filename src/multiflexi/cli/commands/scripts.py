@@ -28,7 +28,7 @@ def _options(fn: Any) -> Any:
     return id_argument()(fn)
 
 
-@command("job:script", "job2script")
+@command("job:script", "job2script", raw_output="a bash script")
 @_options
 @click.option(
     "--workdir",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiflexi.cli.base import cli_context, command
+from multiflexi.cli.base import cli_context, command, repeat, watch_option
 from multiflexi.cli.output import emit, localize, render_record, render_table
 
 
@@ -14,11 +14,13 @@ def _text(data: dict[str, Any]) -> str:
     counts = data["counts"]
     jobs = ", ".join(f"{k} {v}" for k, v in counts["jobs"].items() if v) or "none"
     enc = data["encryption"]
+    root = data["job_root"]
     head = {
         "version": data["version"],
         "database": f"{db['location']} (revision {db['revision'] or 'none'}, {state})",
         "timezone": data["timezone"],
-        "encryption": enc["master_key"] + (f" {enc['key_file']}" if enc["key_file"] else ""),
+        "master key": enc["message"] if enc["ok"] else f"PROBLEM: {enc['message']}",
+        "job root": f"{root['path']} (writable)" if root["ok"] else f"PROBLEM: {root['problem']}",
         "companies": counts["companies"],
         "applications": counts["apps"],
         "run templates": counts["runtemplates"],
@@ -26,15 +28,56 @@ def _text(data: dict[str, Any]) -> str:
         "queue": f"{counts['queue']} waiting, {counts['due_now']} due now",
     }
     daemons = [
-        {k: d[k] for k in ("kind", "host", "pid", "last_beat", "alive", "id")}
+        {k: d[k] for k in ("kind", "host", "pid", "state", "last_beat", "id")}
+        | {"last_error": _last_error(d)}
         for d in data["daemons"]
     ]
-    return render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
+    text = render_record(head) + "\n\nDaemons:\n" + (render_table(daemons) if daemons else "none")
+    if any(d["state"] == "crashed" for d in daemons):
+        text += (
+            "\ncrashed: stopped beating without a clean stop (killed, host down or database"
+            " unreachable); its running jobs turn lost when their leases run out"
+        )
+    return text + "\n\n" + _problems_text(data["problems"])
+
+
+def _last_error(daemon: dict[str, Any]) -> str:
+    if not daemon.get("last_error"):
+        return ""
+    when = daemon["last_error_at"]
+    return f"{when:%Y-%m-%d %H:%M:%S} {daemon['last_error']}" if when else daemon["last_error"]
+
+
+def _problems_text(problems: dict[str, Any]) -> str:
+    """One line per broken run template (the first few), then the held jobs."""
+    lines = []
+    count = problems["unschedulable"]
+    if count:
+        lines.append(f"{count} run template(s) cannot be scheduled:")
+        for p in problems["templates"]:
+            since = f"{p['since']:%Y-%m-%d %H:%M %Z}".strip() if p["since"] else "?"
+            lines.append(
+                f"  run template {p['runtemplate_id']} ({p['company']}, {p['app']}) since"
+                f" {since}: {p['error']}"
+            )
+        if count > len(problems["templates"]):
+            lines.append(f"  ... and {count - len(problems['templates'])} more (runtemplate:list)")
+    if problems["held_jobs"]:
+        lines.append(
+            f"{problems['held_jobs']} waiting job(s) held: company or application disabled, or"
+            " run template inactive (queue:list)"
+        )
+    return "Problems:\n" + ("\n".join(lines) if lines else "none")
 
 
 @command("status")
-def status() -> None:
+@watch_option
+def status(watch: float | None) -> None:
     """Version, database, counts, daemons alive (from their heartbeats), time zone, keys."""
+    repeat(watch, _status_once)
+
+
+def _status_once() -> None:
     from multiflexi.workers import system_status
 
     ctx = cli_context()

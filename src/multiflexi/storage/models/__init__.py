@@ -1,5 +1,12 @@
 """All tables. Import from here: ``from multiflexi.storage.models import Job``."""
 
+from multiflexi.storage.models.access import (
+    AuditLog,
+    CompanyUser,
+    LoginAttempt,
+    Token,
+    UserRole,
+)
 from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
 from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
 from multiflexi.storage.models.base import Base, table_of
@@ -27,6 +34,7 @@ from multiflexi.storage.models.jobs import (
     ScheduleEntry,
     Worker,
 )
+from multiflexi.storage.models.meta import Setting
 from multiflexi.storage.models.runtemplates import (
     ActionConfig,
     Configuration,
@@ -43,10 +51,12 @@ __all__ = [
     "AppExitCode",
     "Artifact",
     "ArtifactChunk",
+    "AuditLog",
     "Base",
     "Company",
     "CompanyApp",
     "CompanyEnv",
+    "CompanyUser",
     "ConfField",
     "Configuration",
     "CrTypeField",
@@ -58,12 +68,16 @@ __all__ = [
     "JobAction",
     "JobStatus",
     "Lock",
+    "LoginAttempt",
     "ModConfig",
     "RunTemplate",
     "RunTplCred",
     "ScheduleEntry",
     "ScheduledTick",
+    "Setting",
+    "Token",
     "User",
+    "UserRole",
     "Worker",
     "company_name_key",
     "table_of",

@@ -94,6 +94,9 @@ class Job(Base):
     cpu_user: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpu_system: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_rss_kb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: How the job's resource limits were enforced: cgroup-v1, cgroup-v2 or rlimit
+    #: (None: it had none).
+    limits_mechanism: Mapped[str | None] = mapped_column(String(16), nullable=True)
     artifacts_pruned: Mapped[bool] = mapped_column(Boolean, default=False)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     marked_for_deletion: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -157,6 +160,11 @@ class Worker(Base):
     started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The daemon's last failed step or chore, and when (shown by ``status``).
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: running, or draining: stopping, waiting for its running jobs (it still beats).
+    state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
 
 
 class Lock(Base):

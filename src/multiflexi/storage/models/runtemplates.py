@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from multiflexi.storage.models.base import Base
@@ -39,16 +48,33 @@ class RunTemplate(Base):
     allow_late: Mapped[bool] = mapped_column(Boolean, default=False)
     #: forbid (one running job at a time, the default), allow, or skip (drop the new job).
     overlap: Mapped[str] = mapped_column(String(16), default="forbid")
+    #: requeue (the default) or fail: what becomes of a job the platform interrupted (its
+    #: executor stopped or died before the job ended); fail for apps that must not run twice.
+    on_interrupt: Mapped[str] = mapped_column(
+        String(16), default="requeue", server_default="requeue"
+    )
     #: Mask values of secret variables echoed to stdout/stderr before storage.
     mask_secrets: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Keep the job's directory on disk after its artifacts are stored.
     keep_workdir: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Resource limits (docs/executor.md "Resource limits"): None means the application's
+    #: or the global default, 0 no limit. Sizes in bytes, CPU time in seconds.
+    memory_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cpu_time_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_open_files: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Retention overrides (days / counts); None means the global policy.
     keep_success_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     keep_failed_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     keep_last: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column("DatCreate", UTCDateTime, default=utcnow)
     saved: Mapped[datetime | None] = mapped_column("DatSave", UTCDateTime, nullable=True)
+    #: Why the scheduler could not queue the template's due job, and since when; None
+    #: once a job of it is queued again (multiflexi.scheduling.problems).
+    last_schedule_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_schedule_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Configuration(Base):

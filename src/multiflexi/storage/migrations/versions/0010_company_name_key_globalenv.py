@@ -14,8 +14,8 @@ key and are reported here; renaming one gives it its key.
 ``globalenv``: variables every job gets first (``global:env:set``). Its names are
 compared exactly on MariaDB too: ``http_proxy`` and ``HTTP_PROXY`` are two variables.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07 23:50:00
 """
 
@@ -30,8 +30,8 @@ from sqlalchemy.dialects import mysql
 import multiflexi.storage.types
 from multiflexi.storage.models.companies import company_name_key
 
-revision = "0005"
-down_revision = "0004"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
