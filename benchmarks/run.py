@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import api, execution, startup, tools  # noqa: E402
+from benchmarks import api, creation, execution, startup, tools  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     PROBE_IMPORT,
     PROBE_LOOP,
@@ -46,6 +46,7 @@ from benchmarks.executors import Harness, daemon_available  # noqa: E402
 BENCHMARKS: dict[str, Callable[[Harness], list[Row]]] = {
     "throughput": execution.throughput,
     "latency": execution.latency,
+    "creation": creation.creation,
     "big-output": execution.big_output,
     "scaling": execution.scaling,
     "cli": tools.cli,

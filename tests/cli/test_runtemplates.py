@@ -203,7 +203,7 @@ def test_values_are_normalised_and_unknown_keys_need_force(
     }
     shown = cli.json("runtemplate:show", rt_id)
     extra = next(c for c in shown["config"] if c["name"] == "EXTRA_KEY")
-    assert (extra["declared"], extra["source"]) == (False, "config")
+    assert (extra["declared"], extra["source"]) == (False, f"runtemplate:{rt_id}")
 
 
 def test_secret_values_are_sealed_at_rest_and_never_shown(
@@ -249,13 +249,15 @@ def test_show_lists_every_declared_key_with_source_and_missing_ones(
     assert [c["name"] for c in data["config"]] == [
         "API_URL", "API_PASSWORD", "TOKEN", "DAYS", "DEBUG", "LANG", "NOTIFY",
     ]  # fmt: skip
-    assert (rows["API_URL"]["value"], rows["API_URL"]["source"]) == ("https://x.example", "config")
+    here, app_default = f"runtemplate:{rt_id}", f"app:{world['app']} default"
+    assert (rows["API_URL"]["value"], rows["API_URL"]["source"]) == ("https://x.example", here)
     assert (rows["DAYS"]["value"], rows["DAYS"]["default"], rows["DAYS"]["source"]) == (
         "3",
         "7",
-        "config",
+        here,
     )
-    assert (rows["DEBUG"]["value"], rows["DEBUG"]["source"]) == ("false", "default")
+    assert rows["DAYS"]["shadowed"] == [{"source": app_default, "value": "7"}]
+    assert (rows["DEBUG"]["value"], rows["DEBUG"]["source"]) == ("false", app_default)
     assert (rows["LANG"]["value"], rows["LANG"]["source"]) == (None, None)
     assert rows["API_PASSWORD"]["missing"] is True
     assert data["missing_required"] == ["API_PASSWORD"]

@@ -108,3 +108,45 @@ def test_the_users_and_audit_migration_goes_down_and_up_again(any_db: Database) 
     assert ours.isdisjoint(tables())
     any_db.migrate()
     assert ours <= tables() and any_db.current_revision() == HEAD
+
+
+def test_the_company_name_key_migration_keys_existing_names_and_keeps_the_colliding_ones(
+    any_db: Database,
+) -> None:
+    """Names that fold to one key (possible on SQLite and PostgreSQL before) both stay;
+    the later one has no key until it is renamed."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from multiflexi.storage.models import company_name_key
+
+    # Found by its file name: revisions are renumbered when branches merge.
+    script = ScriptDirectory.from_config(alembic_config())
+    [ours] = [
+        r for r in script.walk_revisions() if r.path.endswith("_company_name_key_globalenv.py")
+    ]
+    assert isinstance(ours.down_revision, str)
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
+    names = ["Účetní s.r.o.", "Acme"]
+    if any_db.dialect != "mysql":  # its collation refused this one before
+        names.append("účetní s.r.o.")
+    insert = text(
+        "INSERT INTO company (enabled, name, slug, ic, email, settings, logo, server, setup,"
+        ' zabbix_host, "DatCreate", marked_for_deletion)'
+        " VALUES (1=1, :name, :slug, '', '', '', '', 0, 1=0, '', CURRENT_TIMESTAMP, 1=0)"
+    )
+    with any_db.engine.begin() as conn:
+        if any_db.dialect == "mysql":
+            conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        for i, name in enumerate(names):
+            conn.execute(insert, {"name": name, "slug": f"c{i}"})
+    any_db.migrate()
+    with any_db.engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT name, name_key FROM company")).all())
+    assert keys["Účetní s.r.o."] == company_name_key("účetní S.R.O.")
+    assert keys["Acme"] == company_name_key("ACME")
+    if any_db.dialect != "mysql":
+        assert keys["účetní s.r.o."] is None
+    command.downgrade(alembic_config(any_db.engine), ours.down_revision)
+    any_db.migrate()
+    assert any_db.current_revision() == HEAD

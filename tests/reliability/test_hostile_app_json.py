@@ -90,8 +90,8 @@ CORPUS: dict[str, tuple[bytes, str, bool]] = {
     "environment_list": (with_changes(environment=["A", "B"]), "$.environment", True),
     "declaration_string": (with_changes(environment={"A": "string"}), "$.environment.A", True),
     "bad_variable_name": (
-        with_changes(environment={"bad-name": {"type": "string"}}),
-        "$.environment['bad-name']",
+        with_changes(environment={"bad=name": {"type": "string"}}),
+        "$.environment['bad=name']",
         True,
     ),
     "exit_code_not_a_number": (

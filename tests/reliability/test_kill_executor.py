@@ -392,14 +392,16 @@ def test_a_failed_job_whose_retry_was_not_queued_is_retried_later(
 def test_a_retry_created_but_never_queued_is_queued_by_the_next_recovery(
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A retry is created (``loaded``) and queued (``scheduled``) in two transactions. An
+    """A retry is created (``loaded``) and queued (``scheduled``) in two transactions when
+    a hook watches the created phase (Zabbix; otherwise it is one transaction). An
     executor killed between them left a retry that nothing ran, and its lost job counted
     as retried: the chain stopped for good (seen once in CI's kill test). Recovery now
     queues such a retry once its creator had time enough to do it itself."""
-    from multiflexi.jobs import service
+    from multiflexi.jobs import hooks, service
 
     job_id = job_of_a_dead_worker(sqlite_db)
 
+    monkeypatch.setattr(hooks, "watch", lambda _hooks, _phase: True)
     monkeypatch.setattr(service, "enqueue", executor_dies)
     assert requeue_lost(sqlite_db, sqlite_db.settings) == [job_id]
     monkeypatch.undo()

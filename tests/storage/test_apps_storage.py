@@ -137,8 +137,8 @@ def test_reimport_replaces_fields_artifacts_and_exit_codes(any_db: Database) -> 
 def test_a_refused_import_leaves_the_database_exactly_as_before(sqlite_db: Database) -> None:
     import_(sqlite_db, doc())
     before, records = counts(sqlite_db), snapshot(sqlite_db)
-    with pytest.raises(AppDefinitionError, match=r"demo.json: \$\.environment\['bad-key'\]"):
-        import_(sqlite_db, doc(environment={"A": {}, "bad-key": {}}, version="9"))
+    with pytest.raises(AppDefinitionError, match=r"demo.json: \$\.environment\['bad=key'\]"):
+        import_(sqlite_db, doc(environment={"A": {}, "bad=key": {}}, version="9"))
     with pytest.raises(AppDefinitionError, match="not valid against the schema"):
         import_(sqlite_db, doc(tags="a,b"), strict=True)
     assert counts(sqlite_db) == before and snapshot(sqlite_db) == records

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from multiflexi.companies.service import (
     assign_app,
     create_company,
+    find_company,
     get_company,
     remove_company,
     set_env,
@@ -146,3 +147,61 @@ def test_secret_configuration_is_ciphertext_at_rest_and_decrypts_for_jobs(
         "2026-03-29T00:00:00+01:00",
         "2026-03-30T00:00:00+02:00",
     ]
+
+
+# -- names: one rule on every backend (Unicode case folding) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Účetní s.r.o.", "účetní s.r.o."),  # SQLite's lower() folds ASCII only
+        ("Účetní s.r.o.", "ÚČETNÍ S.R.O."),
+        ("Straße GmbH", "STRASSE GMBH"),  # casefold, not lower
+        ("Účetní", "U\u0301c\u030cetni\u0301"),  # composed and decomposed
+    ],
+)
+def test_names_that_differ_only_in_case_are_one_name_on_every_backend(
+    any_db: Database, first: str, second: str
+) -> None:
+    with any_db.session() as s:
+        cid = create_company(s, name=first).id
+    with pytest.raises(Conflict, match="already exists"), any_db.session() as s:
+        create_company(s, name=second)
+    with any_db.session() as s:
+        other = create_company(s, name="Other")
+    with pytest.raises(Conflict, match="already exists"), any_db.session() as s:
+        update_company(s, other.id, {"name": second})
+    with any_db.session() as s:
+        assert update_company(s, cid, {"name": second}) == ["name"]  # its own name
+    with any_db.read() as s:
+        assert find_company(s, name=first).id == cid
+
+
+def test_names_that_differ_in_more_than_case_are_two_names_on_every_backend(
+    any_db: Database,
+) -> None:
+    """MariaDB's collation took these for one name; case folding does not."""
+    with any_db.session() as s:
+        for name in ("Účetní s.r.o.", "Ucetni s.r.o.", "Účetni s.r.o."):
+            create_company(s, name=name)
+    with any_db.read() as s:
+        assert s.scalar(select(func.count(Company.id))) == 3
+
+
+def test_the_database_refuses_a_second_folded_name_even_when_the_check_is_raced(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sessions may both find the name free; the unique index on name_key decides."""
+    import multiflexi.companies.service as service
+
+    with any_db.session() as s:
+        create_company(s, name="Účetní s.r.o.")
+    monkeypatch.setattr(service, "_name_taken", lambda *_a, **_k: False)
+    with (
+        pytest.raises(Conflict, match="conflicts with an existing company"),
+        any_db.session() as s,
+    ):
+        create_company(s, name="účetní S.R.O.", slug="other")
+    with any_db.read() as s:
+        assert s.scalar(select(func.count(Company.id))) == 1

@@ -162,12 +162,12 @@ def test_a_canonical_definition_is_valid_and_exports_unchanged() -> None:
 
 
 def test_check_adds_the_problems_the_schema_does_not_catch_without_repeating_it() -> None:
-    data = minimal(name="", environment={"bad-name": {}, "X": "text"}, executable=None)
+    data = minimal(name="", environment={"bad=name": {}, "X": "text"}, executable=None)
     assert [str(v) for v in check(data)] == [
         "$: 'executable' is a required property",
         "$.environment.X: 'text' is not of type 'object'",
         "$.name: empty: an application needs a name",
-        "$.environment['bad-name']: not a valid variable name (letters, digits and _, not starting with a digit)",
+        "$.environment['bad=name']: not a variable name: it contains '=', which ends a variable's name in an environment",
     ]
 
 
@@ -379,14 +379,14 @@ def test_artifacts_keep_name_path_type_and_description() -> None:
 
 def test_every_real_error_is_reported_at_once_with_its_location() -> None:
     data = minimal(
-        name=None, executable=None, environment={"1BAD": {}, "ok": [], "Ab": {}, "AB": {}}
+        name=None, executable=None, environment={"1=BAD": {}, "ok": [], "Ab": {}, "AB": {}}
     )
     with pytest.raises(AppDefinitionError) as err:
         normalize(data)
     assert err.value.violations == [
         "$.name: missing: an application needs a name",
         "$.executable: missing: an application needs an executable",
-        "$.environment['1BAD']: not a valid variable name (letters, digits and _, not starting with a digit)",
+        "$.environment['1=BAD']: not a variable name: it contains '=', which ends a variable's name in an environment",
         "$.environment.ok: a declaration must be an object, not an array",
         "$.environment.AB: differs only in case from 'Ab'",
     ]

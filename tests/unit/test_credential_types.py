@@ -104,7 +104,11 @@ def test_a_bad_field_spec_says_what_is_wrong() -> None:
     with pytest.raises(UsageError, match="unknown flag 'optional'"):
         parse_field_spec("KEY:string:optional")
     with pytest.raises(UsageError, match="KEY:TYPE"):
-        parse_field_spec("bad key:string")
+        parse_field_spec("bad=key:string")
+    with pytest.raises(UsageError, match="KEY:TYPE"):
+        parse_field_spec(":string")
+    # A name a process takes, though a shell cannot use it (published apps have them).
+    assert parse_field_spec("BANKA+:string").keyword == "BANKA+"
 
 
 def test_a_spec_from_options_gets_a_uuid_and_rejects_duplicates() -> None:

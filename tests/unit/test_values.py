@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from multiflexi.env.layers import EnvVar
 from multiflexi.errors import Invalid
 from multiflexi.runtemplates.values import (
     FieldSpec,
@@ -124,8 +125,15 @@ def test_validate_config_normalises_known_keys_and_refuses_unknown_ones() -> Non
 
 
 def test_validate_config_refuses_invalid_key_names_even_with_force() -> None:
-    with pytest.raises(Invalid, match="invalid configuration key '1X'"):
-        validate_config(FIELDS, {"1X": "v"}, force=True)
+    with pytest.raises(Invalid, match="invalid configuration key '1=X'"):
+        validate_config(FIELDS, {"1=X": "v"}, force=True)
+
+
+def test_validate_config_takes_names_a_process_accepts_but_a_shell_does_not() -> None:
+    assert validate_config(FIELDS, {"BANKA+": "v", "1X": "w"}, force=True) == {
+        "BANKA+": "v",
+        "1X": "w",
+    }
 
 
 def test_empty_value_is_kept_to_mean_remove() -> None:
@@ -210,33 +218,45 @@ def test_sealed_looking_values_are_refused_for_secret_keys() -> None:
     assert validate_config(fields, {"NOTE": "mfenc:v1:abc"}) == {"NOTE": "mfenc:v1:abc"}
 
 
+def var(value: str, source: str, *shadowed: EnvVar, secret: bool = False) -> EnvVar:
+    return EnvVar("K", value, source, secret=secret, shadowed=shadowed)
+
+
+DEFAULT_D = var("d", "app:1 default")
+
+
 @pytest.mark.parametrize(
-    ("spec", "stored", "value", "default", "source", "missing"),
+    ("spec", "effective", "encrypted", "value", "default", "source", "missing"),
     [
-        (FieldSpec("K", defval="d"), "v", "v", "d", "config", False),
-        (FieldSpec("K", defval="d"), None, "d", "d", "default", False),
-        (FieldSpec("K", required=True), None, None, None, None, True),
-        (FieldSpec("K", required=True, defval="d"), None, "d", "d", "default", False),
+        (FieldSpec("K", defval="d"), var("v", "runtemplate:5", DEFAULT_D), False, "v", "d", "runtemplate:5", False),
+        (FieldSpec("K", defval="d"), DEFAULT_D, False, "d", "d", "app:1 default", False),
+        (FieldSpec("K", defval="d"), var("c", "company:2", DEFAULT_D), False, "c", "d", "company:2", False),
+        (FieldSpec("K", required=True), None, False, None, None, None, True),
+        (FieldSpec("K", required=True), var("", "company:2"), False, None, None, None, True),
+        (FieldSpec("K", required=True), var("g", "global"), False, "g", None, "global", False),
+        (FieldSpec("K", required=True, defval="d"), DEFAULT_D, False, "d", "d", "app:1 default", False),
         (
             FieldSpec("K", "password", defval="pw"),
-            "mfenc:v1:x",
+            var(REDACTED, "runtemplate:5", var("pw", "app:1 default", secret=True), secret=True),
+            True,
             REDACTED,
             REDACTED,
-            "config",
+            "runtemplate:5",
             False,
         ),
-        (FieldSpec("K", "password", required=True), None, None, None, None, True),
+        (FieldSpec("K", "password", required=True), None, False, None, None, None, True),
     ],
-)
-def test_describe_value_gives_source_and_redacts_secrets(
+)  # fmt: skip
+def test_describe_value_gives_the_effective_value_its_source_and_redacts_secrets(
     spec: FieldSpec,
-    stored: str | None,
+    effective: EnvVar | None,
+    encrypted: bool,
     value: str | None,
     default: str | None,
     source: str | None,
     missing: bool,
 ) -> None:
-    got = describe_value("K", spec, stored)
+    got = describe_value("K", spec, effective, encrypted)
     assert (got["value"], got["default"], got["source"], got["missing"]) == (
         value,
         default,
@@ -244,16 +264,23 @@ def test_describe_value_gives_source_and_redacts_secrets(
         missing,
     )
     assert got["declared"] is True
+    shadowed = effective.shadowed if effective is not None else ()
+    assert [s["source"] for s in got["shadowed"]] == [s.source for s in shadowed]
+    if got["secret"]:
+        assert all(s["value"] == REDACTED for s in got["shadowed"])
 
 
 def test_describe_value_of_an_undeclared_key() -> None:
-    got = describe_value("X", None, "mfenc:v1:x", encrypted=True, stored_type="password")
+    got = describe_value(
+        "X", None, EnvVar("X", REDACTED, "runtemplate:5"), encrypted=True, stored_type="password"
+    )
     assert got == {
         "name": "X",
         "type": "password",
         "value": REDACTED,
+        "source": "runtemplate:5",
+        "shadowed": [],
         "default": None,
-        "source": "config",
         "secret": True,
         "required": False,
         "missing": False,

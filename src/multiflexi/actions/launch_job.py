@@ -12,13 +12,13 @@ stays sealed at rest; otherwise it is left out and the message says so.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiflexi.actions.base import Action, ActionContext, ActionError, Option
 from multiflexi.actions.payload import find_artifact
+from multiflexi.env.names import name_problem
 from multiflexi.errors import Invalid, MultiFlexiError
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
     from multiflexi.config import Settings
     from multiflexi.storage.models import RunTemplate
-
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 HANDOFF_PREFIX = "job-"
 
@@ -73,7 +70,7 @@ class LaunchJob(Action):
         if session.get(Template, target) is None:
             raise Invalid(f"option runtemplate of LaunchJob: run template {target} not found")
         for name in [*(options.get("pass") or []), str(options.get("as") or "")]:
-            if not ENV_NAME.match(name):
+            if name_problem(name) is not None:
                 raise Invalid(f"LaunchJob: {name!r} is not a valid variable name")
 
     def perform(self, ctx: ActionContext) -> str:

@@ -19,6 +19,7 @@ from multiflexi.apps.spec import (
     json_path,
     type_name,
 )
+from multiflexi.env.names import SHELL_NAME, name_problem
 
 FIELD_TYPES = frozenset(
     ["string", "file-path", "email", "url", "integer", "float", "bool", "password", "set", "text"]
@@ -37,7 +38,8 @@ TYPE_ALIASES = {
 }
 CATEGORIES = ("API", "Database", "Behavior", "Security", "Other")
 SEVERITIES = ("success", "info", "warning", "error", "critical")
-VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A name a shell can use; others (``BANKA+``) are imported with a warning.
+VARIABLE_NAME = SHELL_NAME
 LANGUAGE = re.compile(r"[a-z]{2}([_-][A-Za-z]{2})?")
 TRUE = frozenset({"true", "1", "yes", "on", "y"})
 FALSE = frozenset({"false", "0", "no", "off", "n"})
@@ -277,11 +279,16 @@ def environment(r: Reader, env: Any) -> tuple[FieldSpec, ...]:
     seen: dict[str, str] = {}
     for key, decl in env.items():
         path: tuple[str | int, ...] = ("environment", key)
-        if not VARIABLE_NAME.fullmatch(key):
-            r.error(
-                path, "not a valid variable name (letters, digits and _, not starting with a digit)"
-            )
+        problem = name_problem(key)
+        if problem is not None:
+            r.error(path, f"not a variable name: it {problem}")
             continue
+        if not VARIABLE_NAME.fullmatch(key):
+            r.warn(
+                path,
+                "not a name a shell can use (letters, digits and _, not starting with a "
+                "digit): passed to the process as it is, but no {VAR} macro can refer to it",
+            )
         if len(key) > 64:
             r.error(path, "variable name longer than 64 characters")
             continue

@@ -102,16 +102,22 @@ class Command(click.Command):
 
 
 def command(
-    name: str, *aliases: str, raw_output: str | None = None, **kwargs: Any
+    name: str,
+    *aliases: str,
+    raw_output: str | None = None,
+    own_format: bool = False,
+    **kwargs: Any,
 ) -> Callable[[F], click.Command]:
     """Register a command under ``name`` (e.g. ``job:list``) and its alias spellings.
 
     ``raw_output`` says what such a command prints instead of records
-    (``"the job's output byte-exact"``): ``-f json`` is then refused.
+    (``"the job's output byte-exact"``): ``-f json`` is then refused. ``own_format``: the
+    command has a ``-f/--format`` option of its own, with more formats than text and json
+    (``job:env-file``).
     """
 
     def decorate(fn: F) -> click.Command:
-        options = environment_option(format_option(fn))
+        options = environment_option(fn if own_format else format_option(fn))
         cmd: click.Command = click.command(  # type: ignore[no-untyped-call]
             name, cls=Command, raw_output=raw_output, **kwargs
         )(options)

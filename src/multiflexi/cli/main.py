@@ -29,6 +29,9 @@ NOUN_ALIASES = {
 }
 
 
+#: Console scripts that run one command (``cli/scripts.py``) -> the command.
+STANDALONE = {"multiflexi-job2script": "job:script", "multiflexi-job2env": "job:env-file"}
+
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
     "token_normalize_func": normalize_token,
@@ -90,6 +93,8 @@ class RootGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0]
+        if name in STANDALONE:  # its own console script: usage lines name the script
+            return name, self._load(STANDALONE[name]), args[1:]
         if name == "help":
             return name, help_command, args[1:]
         found = self._lookup(name)

@@ -52,6 +52,11 @@ def render_record(record: Mapping[str, Any]) -> str:
     return "\n".join(f"{str(k).ljust(width)}  {_cell(v)}" for k, v in record.items())
 
 
+def shadows_text(shadowed: Sequence[Mapping[str, Any]]) -> str:
+    """What a variable's value shadows, for a table cell: ``company:2=x; app:1 default=y``."""
+    return "; ".join(f"{s['source']}={s['value']}" for s in shadowed)
+
+
 def render_table(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[str] | None = None,

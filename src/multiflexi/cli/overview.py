@@ -17,6 +17,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Artifacts", ("artifact",)),
     ("Run templates", ("run-template",)),
     ("Companies", ("company", "company-app")),
+    ("Global job environment", ("global",)),
     ("Applications", ("application",)),
     ("Credentials", ("credential", "credential-type")),
     ("Actions", ("action",)),

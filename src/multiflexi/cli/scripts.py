@@ -25,12 +25,14 @@ def _standalone(name: str) -> int:
         else:
             rest.append(arg)
         i += 1
-    return main([*globals_, name, *rest], prog_name=f"multiflexi-{name.replace(':', '')}")
+    # The script's name stands where the command would, and the program name is empty:
+    # usage lines then read "multiflexi-job2script [OPTIONS] [ID]".
+    return main([*globals_, name, *rest], prog_name="")
 
 
 def job2script() -> None:
-    sys.exit(_standalone("job:script"))
+    sys.exit(_standalone("multiflexi-job2script"))
 
 
 def job2env() -> None:
-    sys.exit(_standalone("job:env-file"))
+    sys.exit(_standalone("multiflexi-job2env"))

@@ -25,6 +25,7 @@ from multiflexi.storage.models import (
     CompanyEnv,
     Job,
     RunTemplate,
+    company_name_key,
     table_of,
 )
 from multiflexi.storage.types import utcnow
@@ -78,13 +79,17 @@ def find_company(
     """The company with the first given identifier (id, ic, name, slug, in that order)."""
     if company_id is not None:
         return get_company(session, company_id)
-    for column, value, what in ((Company.ic, ic, "IC"), (Company.name, name, "name")):
+    lookups = (
+        (Company.ic, ic, ic, "IC"),
+        (Company.name_key, None if name is None else company_name_key(name.strip()), name, "name"),
+    )
+    for column, value, given, what in lookups:
         if value is not None:
             rows = list(session.scalars(select(Company).where(column == value).limit(2)))
             if len(rows) > 1:
-                raise Conflict(f"several companies have {what} {value!r}; use --id")
+                raise Conflict(f"several companies have {what} {given!r}; use --id")
             if not rows:
-                raise NotFound(f"no company with {what} {value!r}")
+                raise NotFound(f"no company with {what} {given!r}")
             return rows[0]
     if slug is not None:
         found = session.scalars(select(Company).where(Company.slug == slug)).first()
@@ -123,7 +128,10 @@ def _check_fields(values: Mapping[str, Any]) -> None:
 
 
 def _name_taken(session: Session, name: str, except_id: int | None = None) -> bool:
-    query = select(Company.id).where(func.lower(Company.name) == name.lower())
+    """Whether another company has this name, compared by Unicode case folding
+    (:func:`~multiflexi.storage.models.company_name_key`). A quick answer with a clear
+    message; the unique index on ``name_key`` is what makes it hold under races."""
+    query = select(Company.id).where(Company.name_key == company_name_key(name))
     if except_id is not None:
         query = query.where(Company.id != except_id)
     return session.scalars(query).first() is not None
@@ -250,10 +258,10 @@ def list_env(session: Session, company: Company) -> list[CompanyEnv]:
 
 def set_env(session: Session, company: Company, values: Mapping[str, str]) -> list[str]:
     """Set variables of a company; returns the names set."""
-    from multiflexi.runtemplates.values import validate_env_name
+    from multiflexi.env.names import check_name
 
     for key, value in values.items():
-        validate_env_name(key)
+        check_name(key)
         if "\x00" in value:
             raise Invalid(f"value of {key} contains a NUL character")
     existing = {e.keyword: e for e in list_env(session, company)}

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from multiflexi.env.names import name_problem
 from multiflexi.errors import Conflict, Invalid, NotFound, UsageError
 from multiflexi.secrets import is_secret
 from multiflexi.storage.models import Credential, CredentialType, CrTypeField
@@ -26,7 +27,6 @@ from multiflexi.storage.models import Credential, CredentialType, CrTypeField
 #: Field kinds; ``password`` and ``secret`` fields are secret (see multiflexi.secrets).
 FIELD_TYPES: tuple[str, ...] = ("string", "password", "secret", "email", "url", "integer")
 FIELD_TYPES += ("number", "boolean", "select", "textarea", "file")
-KEYWORD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{2,64}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
@@ -123,7 +123,7 @@ def check_value(keyword: str, field_type: str, value: str, options: Sequence[str
 def parse_field_spec(text: str) -> FieldSpec:
     """``KEY[:TYPE[:required][:secret]]`` -> :class:`FieldSpec` (TYPE defaults to string)."""
     key, *rest = text.strip().split(":")
-    if not KEYWORD_RE.fullmatch(key):
+    if name_problem(key) is not None:
         raise UsageError(f"expected --field KEY:TYPE[:required][:secret], got {text!r}")
     field_type = (rest.pop(0) if rest else "string").strip().lower() or "string"
     if field_type not in FIELD_TYPES:
@@ -153,7 +153,7 @@ def spec_violations(spec: TypeSpec) -> list[str]:
     seen: set[str] = set()
     for i, fld in enumerate(spec.fields):
         where = f"$.fields[{i}]"
-        if not KEYWORD_RE.fullmatch(fld.keyword) or len(fld.keyword) > 64:
+        if name_problem(fld.keyword) is not None or len(fld.keyword) > 64:
             problems.append(f"{where}.keyword: {fld.keyword!r} is not an environment variable name")
         if fld.keyword in seen:
             problems.append(f"{where}.keyword: duplicate {fld.keyword!r}")

@@ -1,8 +1,10 @@
 """Environment layers with provenance.
 
-Layers are applied in order, later ones winning: app defaults -> run template
-configuration -> credentials -> company environment -> injected ``MULTIFLEXI_*`` ->
-one-off overrides. Every value remembers which layer set it.
+Layers are applied in order, later ones winning, so the most specific value wins: global
+job environment -> app defaults -> company environment -> credentials -> run template
+configuration -> injected ``MULTIFLEXI_*`` -> one-off overrides (the order itself is
+:func:`multiflexi.jobs.environment.gather_layers`'s). Every value remembers which layer
+set it, and what it shadowed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from dataclasses import dataclass, replace
 class EnvVar:
     """One environment variable and where its value came from.
 
-    ``source`` is a short provenance label such as ``app:12 default``,
-    ``runtemplate:5``, ``credential:3 (FioBank)``, ``company:2``, ``multiflexi`` or
-    ``override``.
+    ``source`` is a short provenance label such as ``global``, ``app:12 default``,
+    ``company:2``, ``credential:3 (FioBank)``, ``runtemplate:5``, ``multiflexi`` or
+    ``override``. ``shadowed``: the values of earlier layers this one replaced, the
+    nearest first (each without a ``shadowed`` of its own).
     """
 
     name: str
@@ -25,6 +28,7 @@ class EnvVar:
     source: str
     secret: bool = False
     description: str = ""
+    shadowed: tuple[EnvVar, ...] = ()
 
 
 class Env(Mapping[str, EnvVar]):
@@ -66,8 +70,8 @@ class Env(Mapping[str, EnvVar]):
 
 
 def assemble(layers: Iterable[Iterable[EnvVar]]) -> Env:
-    """Merge layers in order; a later layer wins. A variable once declared secret stays
-    secret even when a later layer sets its value."""
+    """Merge layers in order; a later layer wins and remembers what it shadowed. A
+    variable once declared secret stays secret even when a later layer sets its value."""
     merged: dict[str, EnvVar] = {}
     for layer in layers:
         for var in layer:
@@ -77,6 +81,7 @@ def assemble(layers: Iterable[Iterable[EnvVar]]) -> Env:
                     var,
                     secret=var.secret or previous.secret,
                     description=var.description or previous.description,
+                    shadowed=(replace(previous, shadowed=()), *previous.shadowed),
                 )
             merged[var.name] = var
     return Env(merged.values())

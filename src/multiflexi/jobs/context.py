@@ -24,6 +24,7 @@ from multiflexi.storage.models import (
     Company,
     CompanyEnv,
     Configuration,
+    GlobalEnv,
     Job,
     RunTemplate,
     RunTplCred,
@@ -54,20 +55,28 @@ _PARTS = (
                  "output_limit")),
 )  # fmt: skip
 
-_ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV = (
+_ACTIONS, _CONFIG, _BINDINGS, _COMPANY_ENV, _GLOBAL_ENV = (
     table_of(ActionConfig),
     table_of(Configuration),
     table_of(RunTplCred),
     table_of(CompanyEnv),
+    table_of(GlobalEnv),
 )
+
+
 #: Environment layers (as ``environment.gather_layers`` names them) and whether each has
 #: rows: an empty one (no credentials bound, no company variables: most jobs) then costs
 #: no query of its own.
-_LAYER_ROWS = {
-    "config": exists().where(_CONFIG.c.runtemplate_id == _JOB.c.runtemplate_id),
-    "credentials": exists().where(_BINDINGS.c.runtemplate_id == _JOB.c.runtemplate_id),
-    "company": exists().where(_COMPANY_ENV.c.company_id == _JOB.c.company_id),
-}
+def _layer_rows(runtemplate_id: Any, company_id: Any) -> dict[str, Any]:
+    return {
+        "global": select(_GLOBAL_ENV.c.id).exists(),
+        "config": exists().where(_CONFIG.c.runtemplate_id == runtemplate_id),
+        "credentials": exists().where(_BINDINGS.c.runtemplate_id == runtemplate_id),
+        "company": exists().where(_COMPANY_ENV.c.company_id == company_id),
+    }
+
+
+_LAYER_ROWS = _layer_rows(_JOB.c.runtemplate_id, _JOB.c.company_id)
 _LOAD = (
     select(
         *(t.c[c].label(f"{p}__{c}") for p, t, cols in _PARTS for c in cols),
@@ -121,6 +130,59 @@ def read_context(conn: Executes, job_id: int) -> JobContext | None:
         parts["company"],
         parts["rt"],
         bool(values["has_actions"]),
+        frozenset(name for name in _LAYER_ROWS if not values[f"layer__{name}"]),
+    )
+
+
+#: What job creation reads of a run template, its application and company.
+_TEMPLATE_PARTS = (
+    ("rt", _RT, ("id", "name", "app_id", "company_id", "active", "executor")),
+    (
+        "app",
+        _APP,
+        ("id", "name", "uuid", "code", "executable", "cmdparams", "DatUpdate", "enabled",
+         "version"),
+    ),
+    ("company", _COMPANY, ("id", "name", "slug", "enabled")),
+)  # fmt: skip
+_TEMPLATE_LOAD = (
+    select(
+        *(t.c[c].label(f"{p}__{c}") for p, t, cols in _TEMPLATE_PARTS for c in cols),
+        *(
+            found.label(f"layer__{name}")
+            for name, found in _layer_rows(_RT.c.id, _RT.c.company_id).items()
+        ),
+    )
+    .select_from(_RT)
+    .outerjoin(_APP, _APP.c.id == _RT.c.app_id)
+    .outerjoin(_COMPANY, _COMPANY.c.id == _RT.c.company_id)
+    .where(_RT.c.id == bindparam("b_rt"))
+)
+
+
+def read_template_context(conn: Executes, runtemplate_id: int) -> JobContext | None:
+    """A run template with its application and company (None when deleted) and which
+    environment layers have rows, in one query: what creating a job of it reads.
+    ``job`` is None and ``has_actions`` False: there is no job yet."""
+    row = conn.execute(_TEMPLATE_LOAD, {"b_rt": runtemplate_id}).first()
+    if row is None:
+        return None
+    values = row._mapping
+    parts: dict[str, Any] = {}
+    for prefix, _table, columns in _TEMPLATE_PARTS:
+        if values[f"{prefix}__id"] is None:
+            parts[prefix] = None
+            continue
+        attrs = {c: values[f"{prefix}__{c}"] for c in columns}
+        if prefix == "app":
+            attrs["updated"] = attrs.pop("DatUpdate")
+        parts[prefix] = SimpleNamespace(**attrs)
+    return JobContext(
+        None,
+        parts["app"],
+        parts["company"],
+        parts["rt"],
+        False,
         frozenset(name for name in _LAYER_ROWS if not values[f"layer__{name}"]),
     )
 

@@ -61,21 +61,42 @@ def register(factory: Callable[[Settings], Any]) -> None:
         _registered.append(factory)
 
 
-def load_hooks(settings: Settings) -> list[Any]:
-    from importlib.metadata import entry_points
+_Factories = list[Callable[["Settings"], Any]]
+#: (the entry_points function used, built-in factories, plugin factories).
+_installed: tuple[object, _Factories, _Factories] | None = None
 
-    factories: list[Callable[[Settings], Any]] = []
-    for path in BUILTIN:
-        try:
-            factories.append(_import(path))
-        except Exception as exc:
-            log.warning("action=load_hook hook=%s error=%s", path, exc)
+
+def _installed_factories() -> tuple[_Factories, _Factories]:
+    """The built-in factories and those of the ``multiflexi.hooks`` entry points, found
+    once per process: scanning the installed packages' entry points took longer than the
+    rest of creating a job (a plugin installed later needs a restart, as with any import).
+    Found again if ``importlib.metadata.entry_points`` is replaced (tests do)."""
+    global _installed
+    import importlib.metadata
+
+    scan = importlib.metadata.entry_points
+    if _installed is None or _installed[0] is not scan:
+        builtin: _Factories = []
+        plugins: _Factories = []
+        for path in BUILTIN:
+            try:
+                builtin.append(_import(path))
+            except Exception as exc:
+                log.warning("action=load_hook hook=%s error=%s", path, exc)
+        for ep in scan(group="multiflexi.hooks"):
+            try:
+                plugins.append(ep.load())
+            except Exception as exc:
+                log.warning("action=load_hook hook=%s error=%s", ep.name, exc)
+        _installed = (scan, builtin, plugins)
+    return _installed[1], _installed[2]
+
+
+def load_hooks(settings: Settings) -> list[Any]:
+    builtin, plugins = _installed_factories()
+    factories = list(builtin)
     factories.extend(f for f in _registered if f not in factories)
-    for ep in entry_points(group="multiflexi.hooks"):
-        try:
-            factories.append(ep.load())
-        except Exception as exc:
-            log.warning("action=load_hook hook=%s error=%s", ep.name, exc)
+    factories.extend(f for f in plugins if f not in factories)
     hooks = []
     for factory in factories:
         try:
@@ -86,6 +107,11 @@ def load_hooks(settings: Settings) -> list[Any]:
         if hook is not None:
             hooks.append(hook)
     return hooks
+
+
+def watch(hooks: list[Any], phase: str) -> bool:
+    """Whether one of ``hooks`` has a method for ``phase`` (``created``...)."""
+    return any(hasattr(hook, f"job_{phase}") for hook in hooks)
 
 
 def emit(hooks: list[Any], event: JobEvent) -> None:

@@ -242,7 +242,7 @@ class JobRunner:
                 ),
                 executor=job.executor,
                 workdir=workdir,
-                result_file=values.get("RESULT_FILE") or None,
+                result_file=environment.result_path(values),
                 secrets=env.secret_values(),
                 mask=rt.mask_secrets if rt is not None else True,
                 keep_workdir=self.settings.keep_job_dir or bool(rt and rt.keep_workdir),

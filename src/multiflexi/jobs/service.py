@@ -6,14 +6,16 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from multiflexi.env.layers import Env
 from multiflexi.errors import Conflict, Invalid, NotFound
 from multiflexi.jobs import environment
+from multiflexi.jobs.context import AppFactsCache, read_template_context
 from multiflexi.jobs.lifecycle import (
     ExitMeaning,
     describe_exit,
@@ -21,7 +23,7 @@ from multiflexi.jobs.lifecycle import (
     is_interruption,
     origin,
 )
-from multiflexi.queue import enqueue
+from multiflexi.queue import enqueue, notify, reserve_job_ids
 from multiflexi.secrets import Vault
 from multiflexi.storage.models import (
     App,
@@ -33,6 +35,7 @@ from multiflexi.storage.models import (
     JobStatus,
     RunTemplate,
     ScheduleEntry,
+    table_of,
 )
 from multiflexi.storage.types import utcnow
 from multiflexi.users import current_user
@@ -42,8 +45,6 @@ if TYPE_CHECKING:
     from multiflexi.storage.database import Database
 
 log = logging.getLogger("multiflexi.jobs")
-
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -64,13 +65,19 @@ def secret_names(app: App) -> set[str]:
 
 
 def check_overrides(overrides: Mapping[str, str]) -> None:
-    import re
+    from multiflexi.env.names import name_problem
 
     for key, value in overrides.items():
-        if not re.match(ENV_NAME, key):
-            raise Invalid(f"invalid variable name {key!r} in --env")
+        problem = name_problem(key)
+        if problem is not None:
+            raise Invalid(f"invalid variable name {key!r} in --env: it {problem}")
         if "\x00" in value:
             raise Invalid(f"value of {key} contains a NUL byte, which no environment can carry")
+
+
+#: The applications' declarations, per version (what create_job reads of them).
+_APP_FACTS = AppFactsCache()
+_JOB_TABLE, _QUEUE_TABLE = table_of(Job), table_of(ScheduleEntry)
 
 
 def create_job(
@@ -88,18 +95,31 @@ def create_job(
     queue: bool = True,
     priority: int = 0,
 ) -> Job:
-    """Initialise a job of a run template (status ``loaded``), then queue it (``scheduled``).
+    """Create a job of a run template and queue it (status ``scheduled``); with
+    ``queue=False`` leave it ``loaded``.
 
-    Each phase change is its own committed transaction, as the lifecycle requires.
+    One write transaction: the template, its application and company and which
+    environment layers have rows come in one query, the declarations from a cache per
+    application version, only layers with rows are read, and the job row is written once
+    (its id reserved first where the database allows), with its queue entry. When a hook
+    watches the ``created`` phase (Zabbix discovery must precede the job's start), the job
+    is committed ``loaded`` first, the hook told, and then queued, as the lifecycle
+    describes it. Returns the job as written (not attached to a session).
     """
     overrides = dict(overrides or {})
     check_overrides(overrides)
+    from multiflexi.jobs import hooks
+
     vault = Vault.from_settings(settings, db)
+    job_hooks = hooks.load_hooks(settings)
+    staged = not queue or hooks.watch(job_hooks, "created")
 
     def initialise(session: Session) -> Job:
-        rt = session.get(RunTemplate, runtemplate_id)
-        if rt is None:
+        conn = session.connection()
+        ctx = read_template_context(conn, runtemplate_id)
+        if ctx is None:
             raise NotFound(f"run template {runtemplate_id} not found")
+        rt, app, company = ctx.rt, ctx.app, ctx.company
         if company_id is not None and rt.company_id != company_id:
             raise Invalid(
                 f"run template {rt.id} belongs to company {rt.company_id}, not to company "
@@ -107,8 +127,6 @@ def create_job(
             )
         if not rt.active:
             raise Conflict(f"run template {rt.id} is not active; activate it to run jobs")
-        app = session.get(App, rt.app_id)
-        company = session.get(Company, rt.company_id)
         if app is None or company is None:
             raise NotFound(f"run template {rt.id} refers to a deleted application or company")
         if not company.enabled:
@@ -121,43 +139,68 @@ def create_job(
 
         chosen = executor or rt.executor or "Native"
         get_executor(chosen)  # unknown executor: refuse now, not at 3 a.m.
-        secrets = secret_names(app)
-        job = Job(
-            app_id=app.id,
-            company_id=company.id,
-            runtemplate_id=rt.id,
-            status=JobStatus.LOADED,
-            created=utcnow(),
-            schedule=at,
-            schedule_type=schedule_type,
-            executor=chosen,
-            app_version=app.version or "",
-            launched_by=current_user(session).id,
-            attempt=attempt,
-            retry_of=retry_of,
-            overrides=environment.seal_overrides(overrides, secrets, vault),
-        )
-        session.add(job)
-        session.flush()
-        workdir = job_dir(settings, job.id)
+        facts = _APP_FACTS.get(session, app)
+        now = utcnow()
+        row: dict[str, Any] = {
+            "app_id": app.id,
+            "company_id": company.id,
+            "runtemplate_id": rt.id,
+            "status": JobStatus.LOADED if staged else JobStatus.SCHEDULED,
+            "created": now,
+            "scheduled_at": None if staged else now,
+            "schedule": at if staged else at or now,
+            "schedule_type": schedule_type,
+            "executor": chosen,
+            "app_version": app.version or "",
+            "launched_by": current_user(session).id,
+            "attempt": attempt,
+            "retry_of": retry_of,
+            "overrides": environment.seal_overrides(overrides, facts.secret_names, vault),
+        }
+        reserved = reserve_job_ids(session, 1)
+        if reserved is None:  # MariaDB: the insert picks the id
+            made = conn.execute(insert(_JOB_TABLE).values(row)).inserted_primary_key
+            assert made is not None
+            row["id"] = made[0]
+        else:
+            row["id"] = reserved[0]
+        workdir = job_dir(settings, row["id"])
+        view = SimpleNamespace(id=row["id"], attempt=attempt, executor=chosen)
         env = environment.build_env(
             environment.gather_layers(
                 session,
-                job=job,
+                job=view,  # type: ignore[arg-type]
                 app=app,
                 company=company,
                 rt=rt,
                 vault=vault,
                 workdir=workdir,
                 overrides=overrides,
+                fields=facts.fields,
+                empty=ctx.empty_layers,
             ),
-            secret_names=secrets,
+            secret_names=facts.secret_names,
             workdir=workdir,
         )
-        job.env = environment.dump_env(env, vault)
-        job.workdir = str(workdir)
-        _store_command(job, app, env)
-        return job
+        row["env"] = environment.dump_env(env, vault)
+        row["workdir"] = str(workdir)
+        row["argv"], row["command"] = command_of(app, env)
+        if reserved is None:
+            conn.execute(
+                update(_JOB_TABLE)
+                .where(_JOB_TABLE.c.id == row["id"])
+                .values({k: row[k] for k in ("env", "workdir", "argv", "command")})
+            )
+        else:
+            conn.execute(insert(_JOB_TABLE).values(row))
+        if not staged:
+            conn.execute(
+                insert(_QUEUE_TABLE).values(
+                    job=row["id"], after=row["schedule"], priority=priority, created=now
+                )
+            )
+            notify(session)
+        return Job(**row)
 
     job = db.run(initialise)
     from multiflexi.monitoring import counters
@@ -172,10 +215,9 @@ def create_job(
         attempt,
         retry_of,
     )
-    from multiflexi.jobs import hooks
-
-    hooks.emit(hooks.load_hooks(settings), hooks.JobEvent("created", job.id, db, settings))
-    if queue:
+    if job_hooks:
+        hooks.emit(job_hooks, hooks.JobEvent("created", job.id, db, settings))
+    if queue and staged:
 
         def schedule(session: Session) -> Job:
             fresh = get_job(session, job.id)
@@ -186,17 +228,22 @@ def create_job(
     return job
 
 
-def _store_command(job: Job, app: App, env: Env) -> None:
-    """Record the command line with secrets redacted; a bad template is recorded, not raised."""
-    from multiflexi.env.cmdline import build_argv, display, redact_argv
+def command_of(app: Any, env: Env) -> tuple[list[str], str]:
+    """The argv a job records (secrets redacted) and its display. A bare executable name
+    is resolved in the job's ``PATH`` now, as the executor will resolve it: the executor
+    then finds the same command line and has nothing to write back. A template that
+    cannot be built is recorded as written, not raised: the job fails when it starts."""
+    from multiflexi.env.cmdline import build_argv, display, redact_argv, resolve_executable
 
+    values = env.as_dict()
     try:
-        argv = build_argv(app.executable, app.cmdparams or "", env.as_dict())
+        argv = build_argv(app.executable, app.cmdparams or "", values)
     except Invalid:
-        job.argv, job.command = [], f"{app.executable} {app.cmdparams}".strip()
-        return
-    job.argv = redact_argv(argv, env.secret_values())
-    job.command = display(job.argv)
+        return [], f"{app.executable} {app.cmdparams}".strip()
+    if "/" not in argv[0]:
+        argv[0] = resolve_executable(argv[0], values.get("PATH")) or argv[0]
+    shown = redact_argv(argv, env.secret_values())
+    return shown, display(shown)
 
 
 def exit_meanings(session: Session, app_id: int) -> list[ExitMeaning]:
@@ -287,10 +334,17 @@ def job_record(session: Session, job: Job) -> dict[str, Any]:
 
 
 def env_rows(job: Job, vault: Vault | None) -> list[dict[str, Any]]:
-    """The job's variables with their sources; secrets redacted unless a vault is given."""
+    """The job's variables with their sources and the values each shadowed (an earlier
+    layer's, nearest first); secrets redacted unless a vault is given."""
     env = environment.load_env(job.env or [], vault)
     return [
-        {"name": v.name, "value": v.value, "source": v.source, "secret": v.secret}
+        {
+            "name": v.name,
+            "value": v.value,
+            "source": v.source,
+            "shadowed": [{"source": s.source, "value": s.value} for s in v.shadowed],
+            "secret": v.secret,
+        }
         for v in env.values()
     ]
 

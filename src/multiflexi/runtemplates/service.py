@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from multiflexi.companies.service import ensure_assigned
-from multiflexi.env.layers import EnvVar
+from multiflexi.env.layers import Env, EnvVar
 from multiflexi.errors import Conflict, Invalid, NotFound, SecretError
 from multiflexi.runtemplates.values import (
     FieldSpec,
@@ -367,18 +367,64 @@ def delete_runtemplate(session: Session, rt_id: int, *, force: bool = False) -> 
 # -- display and environment -----------------------------------------------------------
 
 
-def describe_config(session: Session, rt: RunTemplate) -> list[dict[str, Any]]:
-    """Every declared key with its value (secrets redacted), default and source, then
-    stored keys the application does not declare."""
+def template_env(session: Session, rt: RunTemplate) -> Env:
+    """What a job of ``rt`` gets from the layers stored in the database (global job
+    environment, app defaults, company environment, credentials, configuration), each
+    variable with its source and what it shadows; sealed values come back redacted (the
+    master key is not needed). Without the host basics, the injected ``MULTIFLEXI_*``
+    variables and one-off overrides, which only a job has; before ``{VAR}`` macros."""
+    from multiflexi.jobs.environment import RedactingVault, assemble_marked, template_layers
+
+    app = session.get_one(App, rt.app_id)
+    company = session.get_one(Company, rt.company_id)
+    fields = app_fields(session, app.id)
+    layers = template_layers(session, app, company, rt, RedactingVault(), fields)
+    return assemble_marked(layers, (f.keyname for f in fields if field_spec(f).is_secret))
+
+
+def describe_config(
+    session: Session, rt: RunTemplate, env: Env | None = None
+) -> list[dict[str, Any]]:
+    """Every declared key with the value a job gets (secrets redacted), its source and
+    what it shadows, then stored keys the application does not declare. ``env``: the
+    template's :func:`template_env`, when the caller has it already."""
+    env = template_env(session, rt) if env is None else env
     rows = {c.name: c for c in config_rows(session, rt)}
     out = []
     for field in app_fields(session, rt.app_id):
         row = rows.pop(field.keyname, None)
-        stored = row.value if row is not None else None
-        out.append(describe_value(field.keyname, field_spec(field), stored))
+        encrypted = row is not None and row.encrypted
+        out.append(
+            describe_value(field.keyname, field_spec(field), env.get(field.keyname), encrypted)
+        )
     for row in rows.values():
-        out.append(describe_value(row.name, None, row.value, row.encrypted, row.config_type))
+        out.append(
+            describe_value(row.name, None, env.get(row.name), row.encrypted, row.config_type)
+        )
     return out
+
+
+def describe_other_env(env: Env, config: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The variables of ``env`` that are not configuration keys (the global job
+    environment, the company's, credentials'), secrets redacted."""
+    from multiflexi.secrets import redact
+
+    keys = {c["name"] for c in config}
+
+    def shown(var: EnvVar, text: str) -> str:
+        return redact(text) if var.secret else text
+
+    return [
+        {
+            "name": var.name,
+            "value": shown(var, var.value),
+            "source": var.source,
+            "shadowed": [{"source": s.source, "value": shown(var, s.value)} for s in var.shadowed],
+            "secret": var.secret,
+        }
+        for var in env.values()
+        if var.name not in keys
+    ]
 
 
 def _local(value: Any, tz: str) -> Any:
@@ -412,7 +458,8 @@ def show_runtemplate(
         schedule=describe(rt.interv, rt.cron),
         timezone=tz,
     )
-    config = describe_config(session, rt)
+    env = template_env(session, rt)
+    config = describe_config(session, rt, env)
     next_runs: list[datetime] = []
     if rt.active and rt.interv != "n":
         try:
@@ -420,6 +467,7 @@ def show_runtemplate(
         except Invalid as exc:
             data["schedule_error"] = exc.message
     data["config"] = config
+    data["environment"] = describe_other_env(env, config)
     data["missing_required"] = [c["name"] for c in config if c["missing"]]
     data["next_runs"] = [_local(d, tz) for d in next_runs]
     data["limits"] = describe_limits(default_limits or {}, app, rt)

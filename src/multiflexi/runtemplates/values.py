@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from multiflexi.env.layers import EnvVar
 from multiflexi.errors import Invalid
 from multiflexi.secrets import PREFIX, redact
-
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Field types an application may declare.
 TYPES = frozenset(
@@ -110,11 +109,11 @@ def option_values(options: Any) -> list[str]:
 
 
 def validate_env_name(name: str, what: str = "variable name") -> str:
-    if not ENV_NAME.match(name):
-        raise Invalid(
-            f"invalid {what} {name!r}: use letters, digits and '_', not starting with a digit"
-        )
-    return name
+    """``name`` if a process environment can carry it (no ``=``, no NUL, not empty):
+    names a shell cannot use (``BANKA+``) are passed to the process as they are."""
+    from multiflexi.env.names import check_name
+
+    return check_name(name, what)
 
 
 def normalize_value(spec: FieldSpec, value: str) -> str:
@@ -213,17 +212,23 @@ def validate_config(
 def describe_value(
     name: str,
     spec: FieldSpec | None,
-    stored: str | None,
+    effective: EnvVar | None,
     encrypted: bool = False,
     stored_type: str = "string",
 ) -> dict[str, Any]:
-    """How one key of a run template is shown: its effective value (secrets redacted),
-    default, source (``config``, ``default`` or None), and flags. ``spec`` is None for a
-    stored key the application does not declare."""
+    """How one key of a run template is shown: the value a job gets (secrets redacted)
+    and the layer it comes from (``runtemplate:5``, ``credential:3 (FioBank)``,
+    ``company:2``, ``app:1 default``, ``global``; None when nothing sets it), the values
+    it shadows, the application's default, and flags. ``effective``: the variable as the
+    layers assemble it; ``spec`` is None for a stored key the application does not
+    declare; ``encrypted``: its stored value is sealed."""
     default = spec.defval if spec is not None and spec.defval not in (None, "") else None
-    value = stored or default
-    source = ("config" if stored else "default") if value is not None else None
-    secret = encrypted or (spec is not None and spec.is_secret)
+    value = effective.value if effective is not None and effective.value else None
+    secret = (
+        encrypted
+        or (spec is not None and spec.is_secret)
+        or (effective is not None and effective.secret)
+    )
     required = spec is not None and spec.required
 
     def shown(text: str | None) -> str | None:
@@ -233,8 +238,12 @@ def describe_value(
         "name": name,
         "type": spec.kind if spec is not None else stored_type,
         "value": shown(value),
+        "source": effective.source if value is not None and effective is not None else None,
+        "shadowed": [
+            {"source": s.source, "value": shown(s.value)}
+            for s in (effective.shadowed if effective is not None else ())
+        ],
         "default": shown(default),
-        "source": source,
         "secret": secret,
         "required": required,
         "missing": required and value is None,

@@ -167,6 +167,7 @@ class _Planner:
 
     def __init__(self, session: Session, requests: Sequence[JobRequest], vault: Vault) -> None:
         from multiflexi.jobs import environment
+        from multiflexi.jobs.globalenv import global_env_layer
 
         self.session, self.requests, self.vault = session, requests, vault
         self.apps, self.companies = _apps_and_companies(session, requests)
@@ -175,6 +176,7 @@ class _Planner:
         self.with_config = _having(session, Configuration.runtemplate_id, rt_ids)
         self.with_creds = _having(session, RunTplCred.runtemplate_id, rt_ids)
         self.host = environment.host_layer()
+        self.global_env = global_env_layer(session)
         self._shapes: dict[tuple[int, int, str, int], JobEnvShape | MultiFlexiError] = {}
         self._app_layers: dict[int, tuple[list[EnvVar], set[str]]] = {}
         self._company_layers: dict[int, list[EnvVar]] = {}
@@ -209,14 +211,16 @@ class _Planner:
             if not _known_executor(executor):
                 raise MultiFlexiError(f"unknown executor {executor!r}")
             defaults, secrets = self._app_layer(app)
+            # The order of environment.template_layers.
             layers = [
                 self.host,
+                self.global_env,
                 defaults,
-                config_layer(self.session, rt, self.vault) if rt.id in self.with_config else [],
+                self._company_layer(company),
                 credential_layer(self.session, rt.id, self.vault)
                 if rt.id in self.with_creds
                 else [],
-                self._company_layer(company),
+                config_layer(self.session, rt, self.vault) if rt.id in self.with_config else [],
             ]
         except KeyMismatch:
             raise  # this process's key, not the template: nothing can be created

@@ -20,7 +20,7 @@ of the shape is built the long way.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
@@ -85,14 +85,12 @@ class Rendered(NamedTuple):
 
 @dataclass
 class _JobView:
-    """The attributes of a job the environment and command-line helpers read and write,
-    without the cost of an ORM object per job."""
+    """The attributes of a job the injected environment layer reads, without the cost of
+    an ORM object per job."""
 
     id: int
     attempt: int
     executor: str
-    argv: list[str]
-    command: str
 
 
 @dataclass(frozen=True)
@@ -113,10 +111,11 @@ class _Template:
     #: The first job's stored variables, each serialized; those at the positions in
     #: ``redo`` are rebuilt for every job.
     pieces: list[str]
-    #: (position, name, secret, text before the value, text after) of the variables
-    #: that depend on the job, or are secret (sealed again for each job, with a fresh
-    #: nonce, as ``create_job`` does).
-    redo: list[tuple[int, str, bool, str, str]]
+    #: (position, name, secret, text before the value, text after, the variable) of the
+    #: variables that depend on the job, or are secret (sealed again for each job, with a
+    #: fresh nonce, as ``create_job`` does). The variable is given when it shadowed a
+    #: secret value, which is sealed again too: the whole item is then dumped anew.
+    redo: list[tuple[int, str, bool, str, str, EnvVar | None]]
     depends: tuple[str, ...]
     #: The first job's argv and command, when they do not depend on the job.
     argv: list[str] | None
@@ -136,7 +135,8 @@ class JobEnvShape:
         secrets: set[str],
         vault: Vault,
     ) -> None:
-        #: host, app defaults, configuration, credentials, company environment.
+        #: host, global environment, app defaults, company environment, credentials,
+        #: configuration (``environment.template_layers`` after the host's).
         self.layers = list(layers)
         self.app, self.company, self.executor = app, company, executor
         self.secrets, self.vault = secrets, vault
@@ -165,7 +165,7 @@ class JobEnvShape:
 
     def _all_layers(self, who: Identity) -> list[list[EnvVar]]:
         """The layers in the order of ``environment.gather_layers``."""
-        job = cast("Job", _JobView(who.job_id, 1, self.executor, [], ""))
+        job = cast("Job", _JobView(who.job_id, 1, self.executor))
         injected = environment.injected_layer(
             job=job,
             app=self.app,
@@ -183,11 +183,9 @@ class JobEnvShape:
         return self._finish(who, env, JSONText(json.dumps(stored))), env, stored
 
     def _finish(self, who: Identity, env: Env, stored: JSONText) -> Rendered:
-        from multiflexi.jobs.service import _store_command
+        from multiflexi.jobs.service import command_of
 
-        view = _JobView(who.job_id, 1, self.executor, [], "")
-        _store_command(cast("Job", view), self.app, env)
-        return Rendered(stored, view.argv, view.command)
+        return Rendered(stored, *command_of(self.app, env))
 
     # -- the shortcut ----------------------------------------------------------------
 
@@ -222,15 +220,15 @@ class JobEnvShape:
             depends.add(_RESULT_FILE)
         order = [(v.name, v.source, v.secret) for v in env.values()]
         redo = [
-            (i, name, secret, *_around_value(name, source, secret))
-            for i, (name, source, secret) in enumerate(order)
-            if name in depends or (secret and env[name].value)
+            (i, name, secret, *_around_value(stored[i]), _if_shadows_a_secret(env[name]))
+            for i, (name, _source, secret) in enumerate(order)
+            if name in depends or (secret and env[name].value) or _if_shadows_a_secret(env[name])
         ]
         pieces = [json.dumps(item) for item in stored]
         # The pieces rebuilt per job must come out as dump_env writes them.
         if any(
             head + json.dumps(stored[i]["value"]) + tail != pieces[i]
-            for i, _, _, head, tail in redo
+            for i, _, _, head, tail, _ in redo
         ):
             return None  # pragma: no cover - dump_env changed its format
         command_fixed = depends.isdisjoint(_command_names(self.app)) and not any(
@@ -257,8 +255,13 @@ class JobEnvShape:
         if _RESULT_FILE in final:
             final[_RESULT_FILE] = _point_result_file(final[_RESULT_FILE], who.workdir)
         pieces = list(template.pieces)
-        for position, name, secret, head, tail in template.redo:
+        for position, name, secret, head, tail, var in template.redo:
             value = final[name] if name in final else template.final[name]
+            if var is not None:
+                pieces[position] = json.dumps(
+                    environment.dump_var(replace(var, value=value), self.vault)
+                )
+                continue
             sealed = self.vault.seal(value) if secret and value else value
             pieces[position] = head + json.dumps(sealed) + tail
         # json.dumps of a list is its items' serializations joined by ", " in brackets.
@@ -272,11 +275,19 @@ class JobEnvShape:
         return self._finish(who, env, stored)
 
 
-def _around_value(name: str, source: str, secret: bool) -> tuple[str, str]:
+def _around_value(item: dict[str, Any]) -> tuple[str, str]:
     """What surrounds the value in one variable as ``environment.dump_env`` stores it,
-    serialized: a dictionary of name, value, source, secret."""
-    head = '{"name": ' + json.dumps(name) + ', "value": '
-    return head, ", " + json.dumps({"source": source, "secret": secret})[1:]
+    serialized: a dictionary of name, value, then source, secret (and shadowed)."""
+    head = '{"name": ' + json.dumps(item["name"]) + ', "value": '
+    rest = {k: v for k, v in item.items() if k not in ("name", "value")}
+    return head, ", " + json.dumps(rest)[1:]
+
+
+def _if_shadows_a_secret(var: EnvVar) -> EnvVar | None:
+    """``var`` if a value it shadowed is stored sealed (see ``environment.dump_var``)."""
+    if any((var.secret or s.secret) and s.value for s in var.shadowed):
+        return var
+    return None
 
 
 def _point_result_file(value: str, workdir: str) -> str:

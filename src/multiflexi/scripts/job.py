@@ -41,19 +41,41 @@ def _header(kind: str, job: Job, app: App, company: Company, reveal: bool) -> li
     return lines
 
 
-def job_env_file(db: Database, settings: Settings, job_id: int, *, reveal: bool = False) -> str:
+def job_env_file(
+    db: Database, settings: Settings, job_id: int, *, reveal: bool = False, fmt: str = "shell"
+) -> str:
+    """The job's environment as a file in format ``fmt`` (``scripts.render.FORMATS``)."""
     from multiflexi.scripts.render import render_env_file
 
     job, app, company, env = _load(db, settings, job_id, reveal)
     variables = sorted((v.name, v.value) for v in env.values())
-    return render_env_file(variables, _header("environment", job, app, company, reveal))
+    return render_env_file(variables, _header("environment", job, app, company, reveal), fmt)
 
 
-def job_script(db: Database, settings: Settings, job_id: int, *, reveal: bool = False) -> str:
+def job_script(
+    db: Database,
+    settings: Settings,
+    job_id: int,
+    *,
+    reveal: bool = False,
+    workdir: str | None = None,
+) -> str:
+    """A bash script that runs the job's command again, in a fresh directory (or
+    ``workdir``, made absolute here), with exactly the job's environment."""
+    import os
+
     from multiflexi.env.cmdline import build_argv
     from multiflexi.scripts.render import render_script
 
     job, app, company, env = _load(db, settings, job_id, reveal)
     argv = build_argv(app.executable, app.cmdparams or "", env.as_dict())
     variables = [(v.name, v.value, v.source) for v in env.values()]
-    return render_script(variables, argv, _header("launcher", job, app, company, reveal))
+    tmp = env.get("MULTIFLEXI_TMP")
+    return render_script(
+        variables,
+        argv,
+        _header("launcher", job, app, company, reveal),
+        job_id=job.id,
+        job_dir=job.workdir or (tmp.value if tmp is not None else None),
+        workdir=None if workdir is None else os.path.abspath(workdir),
+    )

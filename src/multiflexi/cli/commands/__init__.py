@@ -165,11 +165,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         (),
         "Copy the SQLite database while daemons run (a new file, mode 0600).",
     ),
-    "db:downgrade": (
-        "db",
-        (),
-        "Undo the newest migrations down to REV, before installing the...",
-    ),
+    "db:downgrade": ("db", (), "Undo the newest migrations down to REV, before installing the..."),
     "db:migrate": ("db", ("migrate",), "Create or upgrade the database schema to this version."),
     "db:status": ("db", (), "Show the database, its schema revision, and whether it needs..."),
     "executor:list": (
@@ -177,6 +173,13 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
         ("executors:list",),
         "List the executors, whether each is usable here (and why not), and...",
     ),
+    "global:env:list": (
+        "global_env",
+        (),
+        "List the global job environment (secret-looking values redacted).",
+    ),
+    "global:env:set": ("global_env", (), "Set variables every job gets: a proxy, a CA bundle..."),
+    "global:env:unset": ("global_env", (), "Remove variables from the global job environment."),
     "housekeeping": (
         "housekeeping",
         ("housekeeping:run",),
@@ -196,7 +199,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "job:env-file": (
         "scripts",
         ("job2env", "job:env"),
-        "Print the job's environment as a .env file.",
+        "Print the job's environment as a file: for bash by default, or for...",
     ),
     "job:list": (
         "jobs",
@@ -216,7 +219,7 @@ INDEX: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "job:script": (
         "scripts",
         ("job2script",),
-        "Print a bash script that reproduces the job (environment and...",
+        "Print a bash script that runs the job again as it ran: in a...",
     ),
     "job:show": (
         "jobs",

@@ -184,6 +184,10 @@ def _show_text(record: dict[str, object], tails: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
+#: job:show --env: later layers win; ``shadowed``: what each value replaced.
+ENV_COLUMNS = ("name", "value", "source", "shadowed", "secret")
+
+
 @command("job:show", "job:get")
 @id_argument()
 @click.option("--env", "show_env", is_flag=True, help="Print the environment with sources.")
@@ -219,10 +223,11 @@ def job_show(
         record["output_tail"] = tails
         emit(record, ctx.fmt)
         return
-    from multiflexi.cli.output import localize, render_table
+    from multiflexi.cli.output import localize, render_table, shadows_text
 
     if show_env:  # the environment alone: the rest is what job:show without --env says
-        emit(record, ctx.fmt, text=render_table(record["env"]))  # type: ignore[arg-type]
+        rows = [{**row, "shadowed": shadows_text(row["shadowed"])} for row in record["env"]]  # type: ignore[attr-defined]
+        emit(record, ctx.fmt, text=render_table(rows, ENV_COLUMNS))
         return
     emit(record, ctx.fmt, text=_show_text(localize(record, ctx.settings.timezone), tails))
 

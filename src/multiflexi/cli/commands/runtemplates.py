@@ -16,7 +16,7 @@ from multiflexi.cli.base import (
     parse_int,
     resolve_id,
 )
-from multiflexi.cli.output import emit, render_record, render_table
+from multiflexi.cli.output import emit, render_record, render_table, shadows_text
 
 WIDE_COLUMNS = (
     "id",
@@ -35,7 +35,10 @@ WIDE_COLUMNS = (
     "last_run",
     "schedule_error",
 )
-CONFIG_COLUMNS = ("name", "type", "value", "source", "secret", "required", "missing", "declared")
+CONFIG_COLUMNS = (
+    "name", "type", "value", "source", "shadows", "secret", "required", "missing", "declared",
+)  # fmt: skip
+ENV_COLUMNS = ("name", "value", "source", "shadows", "secret")
 
 _INT_SETTINGS = (
     "delay", "timeout", "max_attempts", "retry_min_gap",
@@ -297,17 +300,25 @@ def rt_get(pos_id: str | None, opt_id: str | None, name: str | None) -> None:
 
 
 def _show_text(data: dict[str, Any]) -> str:
-    skip = {"config", "missing_required", "next_runs", "limits", *LIMIT_SETTINGS}
+    skip = {"config", "environment", "missing_required", "next_runs", "limits", *LIMIT_SETTINGS}
     head = {k: v for k, v in data.items() if k not in skip}
     parts = [render_record(head), "", "Resource limits:"]
-    parts += [render_table(data["limits"], LIMIT_COLUMNS), "", "Configuration:"]
+    parts += [render_table(data["limits"], LIMIT_COLUMNS), ""]
+    parts.append("Configuration (the value a job gets and its source):")
     rows = [
-        {**row, "value": "(not set)" if row["value"] is None else row["value"]}
+        {
+            **row,
+            "value": "(not set)" if row["value"] is None else row["value"],
+            "shadows": shadows_text(row["shadowed"]),
+        }
         for row in data["config"]
     ]
     parts.append(
         render_table(rows, CONFIG_COLUMNS) if rows else "  (the application declares none)"
     )
+    if data["environment"]:
+        others = [{**row, "shadows": shadows_text(row["shadowed"])} for row in data["environment"]]
+        parts += ["", "Environment from other layers:", render_table(others, ENV_COLUMNS)]
     if data["missing_required"]:
         parts += ["", f"Missing required: {', '.join(data['missing_required'])}"]
     if data["next_runs"]:

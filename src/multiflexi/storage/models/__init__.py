@@ -10,7 +10,13 @@ from multiflexi.storage.models.access import (
 from multiflexi.storage.models.apps import App, AppArtifact, AppExitCode, ConfField
 from multiflexi.storage.models.artifacts import Artifact, ArtifactChunk
 from multiflexi.storage.models.base import Base, table_of
-from multiflexi.storage.models.companies import Company, CompanyApp, CompanyEnv
+from multiflexi.storage.models.companies import (
+    Company,
+    CompanyApp,
+    CompanyEnv,
+    GlobalEnv,
+    company_name_key,
+)
 from multiflexi.storage.models.credentials import (
     CreData,
     Credential,
@@ -57,6 +63,7 @@ __all__ = [
     "CreData",
     "Credential",
     "CredentialType",
+    "GlobalEnv",
     "Job",
     "JobAction",
     "JobStatus",
@@ -72,5 +79,6 @@ __all__ = [
     "User",
     "UserRole",
     "Worker",
+    "company_name_key",
     "table_of",
 ]
