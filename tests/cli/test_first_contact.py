@@ -29,10 +29,9 @@ def test_no_arguments_print_a_grouped_overview_and_exit_0(cli: Cli) -> None:
 
 
 def test_a_command_of_a_new_noun_gets_a_section_of_its_own() -> None:
-    sections = dict(grouped(["job:list", "user:create", "user:list", "global:env:set", "status"]))
+    sections = dict(grouped(["job:list", "user:create", "user:list", "status"]))
     assert sections["Jobs"] == ["job:list"]
     assert sections["User"] == ["user:create", "user:list"]
-    assert sections["Global"] == ["global:env:set"]
     assert sections["Daemons and monitoring"] == ["status"]
     (line,) = table_lines([("a", "x" * 200)], width=40)
     assert len(line) == 40 and line.endswith("x…")
@@ -108,7 +107,7 @@ def test_environment_option_before_or_after_the_command(cli: Cli, tmp_path: Path
     assert cli.json("company:list") == []  # the default database is untouched
 
 
-@pytest.mark.parametrize("command", ["job:logs 1", "job:script 1", "job:env-file 1", "job2env 1"])
+@pytest.mark.parametrize("command", ["job:logs 1", "job:script 1"])
 def test_raw_output_commands_refuse_json_in_one_line(cli: Cli, command: str) -> None:
     for argv in (f"{command} -f json", f"-f json {command}"):
         res = cli(argv)

@@ -144,7 +144,7 @@ def test_shadowed_secrets_stay_redacted_and_sealed(any_db: Database, tmp_path: P
     assert "company-secret-1" not in shown and "template-secret-2" not in shown
     from multiflexi.secrets import Vault
 
-    revealed = env_rows(job, Vault.from_settings(any_db.settings))
+    revealed = env_rows(job, Vault.from_settings(any_db.settings, any_db))
     row = next(r for r in revealed if r["name"] == "BANK_TOKEN")
     assert row["shadowed"][0]["value"] == "company-secret-1"
 
