@@ -98,6 +98,27 @@ def test_a_job_is_created_from_a_run_template_with_one_off_env(server: Server) -
         assert c.post("/job/", json={}).status_code == 400
 
 
+def test_a_running_job_cancelled_through_the_api_is_asked_to_stop(server: Server) -> None:
+    from multiflexi import queue
+    from multiflexi.storage.models import Job
+
+    rt_id = server.ids["a"]["rt"]
+    with server.as_user("operator") as c:
+        job_id = c.post("/job/", json={"runtemplate_id": rt_id}).json()["job_id"]
+        assert c.post(f"/job/{job_id}/run").json()["due"] == "now"
+        claim = queue.claim_next(server.db, "api-test-executor", 60)
+        assert claim is not None and claim.job_id == job_id  # running, "on another host"
+        res = c.post(f"/job/{job_id}/cancel")
+        assert res.status_code == 202, res.text
+        assert res.json()["status"] == "cancelling"
+        with server.db.read() as s:
+            job = s.get(Job, job_id)
+            assert job is not None and job.status == "running"
+            assert job.cancel_requested is not None and job.cancel_by == "operator (api)"
+    with server.as_user("viewer") as c:  # viewers read, never stop
+        assert c.post(f"/job/{job_id}/cancel").status_code == 403
+
+
 def test_artifacts_download_byte_exact_with_ranges(server: Server) -> None:
     job_id = server.ids["a"]["job"]
     art_id = server.ids["a"]["artifacts"]["data.bin"]

@@ -142,16 +142,24 @@ def run_now(job_id: PathId, who: Who, db: Db) -> Response:
 
 @router.post("/job/{job_id}/cancel", tags=["job"])
 def cancel(job_id: PathId, who: Who, db: Db) -> Response:
-    """Cancel a job that waits in the queue (operators); a running or finished job: 409."""
+    """Cancel a job (operators): a waiting one at once (200); a running one, on any host, is
+    stopped by its executor within its heartbeat and recorded with who asked (202); a job
+    that has ended: 409."""
     from multiflexi import catalog
     from multiflexi.errors import Conflict
-    from multiflexi.queue import cancel_jobs
+    from multiflexi.jobs.cancel import cancel_job
 
     with db.read() as s:
-        status = catalog.get_job(s, who, job_id, write=True).status
-    if not cancel_jobs(db, [job_id], f"cancelled through the API by {who.login}"):
-        raise Conflict(f"job {job_id} is {status}; only a waiting job can be cancelled")
-    return render({"job_id": job_id, "status": "cancelled", "success": True}, "json")
+        catalog.get_job(s, who, job_id, write=True)
+    state = cancel_job(db, job_id, who=f"{who.login} (api)")
+    if state.outcome == "final":
+        raise Conflict(
+            f"job {job_id} is {state.status}; only a waiting or running job can be cancelled"
+        )
+    if state.outcome == "cancelled":
+        return render({"job_id": job_id, "status": "cancelled", "success": True}, "json")
+    data = {"job_id": job_id, "status": "cancelling", "requested_by": state.by, "success": True}
+    return render(data, "json", status=202)
 
 
 def _delete_one(job_id: PathId, who: Any, db: Any, settings: Any) -> Response:
