@@ -117,7 +117,7 @@ def test_job_show_rounds_and_says_a_failure_once(cli: Cli, sqlite_db: Database) 
             number = line.split()[1]
             assert len(number.partition(".")[2]) <= 3, line
     env = cli.ok(f"job:show {job_id} --env").stdout
-    assert env.splitlines()[0].split() == ["name", "value", "source", "secret"]
+    assert env.splitlines()[0].split() == ["name", "value", "source", "shadowed", "secret"]
     assert "status" not in env and "Artifacts" not in env and '{"name"' not in env
     assert cli.json(f"job:show {job_id}")["cpu_user"] is not None
 
