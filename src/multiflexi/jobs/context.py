@@ -115,15 +115,7 @@ def read_context(conn: Executes, job_id: int) -> JobContext | None:
     if row is None:
         return None
     values = row._mapping
-    parts: dict[str, Any] = {}
-    for prefix, _table, columns in _PARTS:
-        if values[f"{prefix}__id"] is None:
-            parts[prefix] = None
-            continue
-        attrs = {c: values[f"{prefix}__{c}"] for c in columns}
-        if prefix == "app":
-            attrs["updated"] = attrs.pop("DatUpdate")
-        parts[prefix] = SimpleNamespace(**attrs)
+    parts = _parts(values, _PARTS)
     return JobContext(
         parts["job"],
         parts["app"],
@@ -132,6 +124,20 @@ def read_context(conn: Executes, job_id: int) -> JobContext | None:
         bool(values["has_actions"]),
         frozenset(name for name in _LAYER_ROWS if not values[f"layer__{name}"]),
     )
+
+
+def _parts(values: Any, spec: Any) -> dict[str, Any]:
+    """The row's columns per table prefix (None for a row its outer join did not find)."""
+    parts: dict[str, Any] = {}
+    for prefix, _table, columns in spec:
+        if values[f"{prefix}__id"] is None:
+            parts[prefix] = None
+            continue
+        attrs = {c: values[f"{prefix}__{c}"] for c in columns}
+        if prefix == "app":
+            attrs["updated"] = attrs.pop("DatUpdate")
+        parts[prefix] = SimpleNamespace(**attrs)
+    return parts
 
 
 #: What job creation reads of a run template, its application and company.
@@ -168,15 +174,7 @@ def read_template_context(conn: Executes, runtemplate_id: int) -> JobContext | N
     if row is None:
         return None
     values = row._mapping
-    parts: dict[str, Any] = {}
-    for prefix, _table, columns in _TEMPLATE_PARTS:
-        if values[f"{prefix}__id"] is None:
-            parts[prefix] = None
-            continue
-        attrs = {c: values[f"{prefix}__{c}"] for c in columns}
-        if prefix == "app":
-            attrs["updated"] = attrs.pop("DatUpdate")
-        parts[prefix] = SimpleNamespace(**attrs)
+    parts = _parts(values, _TEMPLATE_PARTS)
     return JobContext(
         None,
         parts["app"],
