@@ -64,12 +64,17 @@ VALUES = st.one_of(
 )
 
 
+#: Options that make a command run until it is interrupted (tested where they are defined).
+RUNS_UNTIL_STOPPED = {"--watch", "--follow", "-w"}
+
+
 def command_args(name: str, cmd: click.Command, tmp: Path) -> st.SearchStrategy[list[str]]:
     opts: list[tuple[str, bool]] = []
     for param in cmd.params:
         if isinstance(param, click.Option):
             for flag in param.opts:
-                opts.append((flag, param.is_flag))
+                if flag not in RUNS_UNTIL_STOPPED:
+                    opts.append((flag, param.is_flag))
     safe_file = st.sampled_from(
         [str(tmp / "out.bin"), str(tmp / "in.json"), "-", str(tmp / "missing.json")]
     )
