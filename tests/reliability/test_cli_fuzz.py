@@ -65,7 +65,7 @@ VALUES = st.one_of(
 
 
 #: Options that make a command run until it is interrupted (tested where they are defined).
-RUNS_UNTIL_STOPPED = {"--watch", "--follow", "-w"}
+RUNS_UNTIL_STOPPED = {"--watch", "--follow", "-F"}
 
 
 def command_args(name: str, cmd: click.Command, tmp: Path) -> st.SearchStrategy[list[str]]:
