@@ -66,3 +66,14 @@ def test_the_script_reproduces_the_run_from_any_directory(
     res = subprocess.run(["/bin/bash", str(script)], cwd="/", capture_output=True, timeout=60)
     assert res.returncode == 3
     assert json.loads((given / "result.json").read_text())["cwd"] == str(given)
+
+
+def test_job_env_file_takes_json_as_one_of_its_formats(cli: Cli, sqlite_db: Database) -> None:
+    _, _, rt = make_setup(sqlite_db, executable="/bin/true", fields={"BANKA+": {"defval": "1"}})
+    job_id = cli.json("job:create", "--template", rt)["job_id"]
+    for argv in (f"job:env-file {job_id} -f json", f"-f json job:env-file {job_id}"):
+        env = json.loads(cli.ok(argv).stdout)
+        assert env["BANKA+"] == "1" and env["MULTIFLEXI_JOB_ID"] == str(job_id)
+    dotenv = cli.ok(f"job2env {job_id} --format dotenv").stdout
+    assert 'BANKA+="1"' in dotenv
+    assert "env $'BANKA+=1' COMMAND" in cli.ok(f"job2env {job_id}").stdout

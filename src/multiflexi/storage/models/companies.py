@@ -31,11 +31,11 @@ class Company(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Unique as it is written (byte for byte, on MariaDB too: migration
-    #: 0010_company_name_key_globalenv).
+    #: 0011_company_name_key_globalenv).
     name: Mapped[str] = mapped_column(String(255), unique=True)
     #: :func:`company_name_key` of the name, kept by :meth:`_keep_name_key`; unique, so
     #: two sessions cannot both create the same name. NULL only for a name that collided
-    #: when migration 0010_company_name_key_globalenv introduced the column
+    #: when migration 0011_company_name_key_globalenv introduced the column
     #: (docs/companies-and-runtemplates.md).
     name_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, nullable=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -87,7 +87,7 @@ class GlobalEnv(Base):
     __tablename__ = "globalenv"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    #: Compared byte for byte, on MariaDB too (migration 0010_company_name_key_globalenv):
+    #: Compared byte for byte, on MariaDB too (migration 0011_company_name_key_globalenv):
     #: ``http_proxy`` and ``HTTP_PROXY`` are two variables.
     keyword: Mapped[str] = mapped_column(String(255), unique=True)
     value: Mapped[str] = mapped_column(Text, default="")
